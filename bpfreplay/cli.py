@@ -1,0 +1,79 @@
+"""Command line: argument parsing and presentation only. Each command imports what it
+needs when it runs, so that start-up stays small."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bpfreplay import __version__
+from bpfreplay.errors import BpfReplayError
+
+
+def _record(args: argparse.Namespace) -> int:
+    from bpfreplay.record import record
+
+    argv = list(args.program)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise BpfReplayError("record: no program given (usage: bpfreplay record -- PROGRAM ...)")
+    result = record(argv, args.output, duration=args.duration, follow_forks=args.follow_forks,
+                    pin_cpu=not args.no_pin, quiet=args.quiet)
+    if not args.quiet:
+        print(f"bpfreplay: recorded {result.calls} calls of {argv[0]} into {result.path}; "
+              f"exit status {result.exit_code}", file=sys.stderr)
+    return result.exit_code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bpfreplay",
+        description="Record, explain and reproduce the bpf() calls that load an eBPF program.",
+    )
+    parser.add_argument("--version", action="version", version=f"bpfreplay {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    rec = commands.add_parser(
+        "record", help="run a program under ptrace and record its bpf() calls",
+        description="Run PROGRAM under ptrace and record every bpf() call it makes (and the "
+        "perf_event_open/ioctl/mmap/close/dup calls on BPF objects) into a trace file.",
+    )
+    rec.add_argument("-o", "--output", default="trace.mp", help="trace file (default: trace.mp)")
+    rec.add_argument("--duration", type=float, metavar="SECONDS",
+                     help="stop the program (SIGINT, then SIGKILL) after this many seconds")
+    rec.add_argument("-f", "--follow-forks", action="store_true",
+                     help="also record the program's child processes")
+    rec.add_argument("--no-pin", action="store_true",
+                     help="do not run the recorder and the program on the same CPU")
+    rec.add_argument("-q", "--quiet", action="store_true", help="print nothing of our own")
+    rec.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]")
+    rec.set_defaults(handler=_record)
+
+    from bpfreplay import explain
+
+    exp = commands.add_parser("explain", help="decode a trace file",
+                              description="Decode the calls of a trace file.")
+    explain.add_arguments(exp)
+    exp.set_defaults(handler=explain.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except BpfReplayError as e:
+        if args.debug:
+            raise
+        print(f"bpfreplay: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,715 @@
+"""``bpfreplay record``: run a program under ptrace and capture its bpf() calls.
+
+The tracee runs under a seccomp filter (see recording/seccomp.py) so the kernel stops
+it only on the syscalls we record. At the seccomp stop we copy the arguments, the
+attr and every buffer it points to; calls whose result matters are resumed with
+PTRACE_SYSCALL so that we stop once more at their exit and copy the result and the
+output buffers. One blocking ``waitpid(-1, __WALL)`` loop serves every traced task.
+
+python-ptrace gives us the ptrace requests; its PtraceDebugger is not used: it does
+not know PTRACE_EVENT_SECCOMP and polls when several processes are traced.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ptrace.binding import (
+    ptrace_cont,
+    ptrace_geteventmsg,
+    ptrace_getregs,
+    ptrace_peekuser,
+    ptrace_setoptions,
+    ptrace_syscall,
+)
+from ptrace.error import PtraceError
+
+from bpfreplay import __version__
+from bpfreplay.errors import RecordError
+from bpfreplay.recording import procfs
+from bpfreplay.recording import syscalls as sc
+from bpfreplay.recording.memory import TraceeMemory
+from bpfreplay.recording.spawn import spawn_traced
+from bpfreplay.trace.writer import TraceWriter
+from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name, struct_layout
+from bpfreplay.uapi.pointers import CSTRING_MAX, MapShape, plan_buffers, read_field
+
+PTRACE_O_TRACESYSGOOD = 0x01
+PTRACE_O_TRACEFORK = 0x02
+PTRACE_O_TRACEVFORK = 0x04
+PTRACE_O_TRACECLONE = 0x08
+PTRACE_O_TRACEEXEC = 0x10
+PTRACE_O_TRACESECCOMP = 0x80
+PTRACE_O_EXITKILL = 0x100000
+PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE = 1, 2, 3
+PTRACE_EVENT_EXEC = 4
+PTRACE_EVENT_SECCOMP = 7
+WALL = 0x40000000  # __WALL: wait for threads and for children of any kind
+RAX_OFFSET = 80  # offsetof(struct user_regs_struct, rax)
+
+# bpf() commands after which the kernel has written into the attr itself.
+_WRITES_ATTR = frozenset(
+    {"BPF_PROG_LOAD", "BPF_BTF_LOAD", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_QUERY",
+     "BPF_MAP_LOOKUP_BATCH", "BPF_MAP_LOOKUP_AND_DELETE_BATCH", "BPF_MAP_UPDATE_BATCH",
+     "BPF_MAP_DELETE_BATCH", "BPF_PROG_TEST_RUN", "BPF_PROG_RUN", "BPF_TASK_FD_QUERY",
+     "BPF_PROG_GET_NEXT_ID", "BPF_MAP_GET_NEXT_ID", "BPF_BTF_GET_NEXT_ID",
+     "BPF_LINK_GET_NEXT_ID"}
+)
+# bpf() commands that return a new fd.
+_RETURNS_FD = frozenset(
+    {"BPF_MAP_CREATE", "BPF_PROG_LOAD", "BPF_OBJ_GET", "BPF_PROG_GET_FD_BY_ID",
+     "BPF_MAP_GET_FD_BY_ID", "BPF_BTF_GET_FD_BY_ID", "BPF_LINK_GET_FD_BY_ID",
+     "BPF_RAW_TRACEPOINT_OPEN", "BPF_BTF_LOAD", "BPF_LINK_CREATE", "BPF_ITER_CREATE",
+     "BPF_TOKEN_CREATE"}
+)
+# The kernel refuses bpf_attr larger than a page (E2BIG): nothing past it is worth copying.
+_ATTR_MAX = 4096
+_PERF_ATTR_SIZE_VER0 = 64
+_PERF_ATTR_CONFIG1 = 56  # offsetof(struct perf_event_attr, config1): kprobe/uprobe path
+
+
+@dataclass
+class Process:
+    """A traced thread group: its memory, its fd table, whether we record it."""
+
+    pid: int
+    recording: bool
+    memory: TraceeMemory | None = None
+    fds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    mmaps: dict[int, int] = field(default_factory=dict)  # address -> length of BPF mmaps
+    announced: bool = False
+
+    def mem(self) -> TraceeMemory:
+        if self.memory is None:
+            self.memory = TraceeMemory(self.pid)
+        return self.memory
+
+    def forget_memory(self) -> None:
+        if self.memory is not None:
+            self.memory.close()
+            self.memory = None
+
+
+@dataclass
+class PendingCall:
+    """A call seen at entry, waiting for its exit stop."""
+
+    record: dict[str, Any]
+    process: Process
+
+
+@dataclass
+class RecordOptions:
+    argv: list[str]
+    output: str
+    duration: float | None = None
+    follow_forks: bool = False
+    pin_cpu: bool = True
+    grace: float = 2.0
+    quiet: bool = False
+
+
+@dataclass
+class RecordResult:
+    exit_code: int
+    calls: int
+    path: str
+
+
+class Recorder:
+    """One recording session: spawn, trace until every tracee is gone, write the file."""
+
+    def __init__(self, options: RecordOptions):
+        self.options = options
+        self.tasks: dict[int, Process] = {}  # tid -> its thread group
+        self.pending: dict[int, PendingCall] = {}  # tid -> call awaiting exit
+        self.expect_initial_stop: set[int] = set()
+        self.index = 0
+        self.main_pid = 0
+        self.exit_code: int | None = None
+        self.stop_phase = 0  # 0 running, 1 asked to stop, 2 killed
+        self.ncpus = procfs.possible_cpus()
+        self._perf_probe_types = _dynamic_pmu_types()
+        self.writer: TraceWriter | None = None
+        self.t0 = 0
+
+    # ---------------------------------------------------------------- set-up
+
+    def run(self) -> RecordResult:
+        path = _resolve_program(self.options.argv[0])
+        header = {
+            "bpfreplay": __version__,
+            "recorder": "ptrace",
+            "kernel": platform.release(),
+            "machine": platform.machine(),
+            "argv": list(self.options.argv),
+            "start_time": time.time(),
+            "possible_cpus": self.ncpus,
+        }
+        self.writer = TraceWriter(self.options.output, header)
+        cpu = _pick_cpu() if self.options.pin_cpu else None
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        old_handlers = self._install_signal_handlers()
+        self.t0 = time.monotonic_ns()
+        try:
+            pid, error_fd = spawn_traced(path, self.options.argv, cpu)
+            self.main_pid = pid
+            try:
+                self._attach_first(pid)
+                if self.options.duration is not None:
+                    signal.setitimer(signal.ITIMER_REAL, max(self.options.duration, 0.001))
+                self._loop()
+            except BaseException:
+                self._kill_all()
+                raise
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            setup_error = _read_all(error_fd)
+            if setup_error and self.exit_code == 127:
+                raise RecordError(f"starting {self.options.argv[0]}: {setup_error}")
+        finally:
+            self._restore_signal_handlers(old_handlers)
+            for process in {id(p): p for p in self.tasks.values()}.values():
+                process.forget_memory()
+            self.writer.close()
+        return RecordResult(self.exit_code if self.exit_code is not None else 0, self.index,
+                            self.options.output)
+
+    def _attach_first(self, pid: int) -> None:
+        _, status = os.waitpid(pid, WALL)
+        if not os.WIFSTOPPED(status):
+            raise RecordError(f"starting {self.options.argv[0]}: child ended before tracing "
+                              f"began (status {status:#x})")
+        options = (PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACESECCOMP | PTRACE_O_TRACEEXEC
+                   | PTRACE_O_EXITKILL | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK
+                   | PTRACE_O_TRACECLONE)
+        try:
+            ptrace_setoptions(pid, options)
+        except PtraceError as e:
+            os.kill(pid, signal.SIGKILL)
+            raise RecordError(f"setting ptrace options on {self.options.argv[0]}: {e}") from e
+        # Calls made before exec are our own child's Python, not the program: not recorded.
+        self.tasks[pid] = Process(pid, recording=False)
+        ptrace_cont(pid, 0)
+
+    # ------------------------------------------------------------- signals
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            old[sig] = signal.signal(sig, self._on_stop_signal)
+        old[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+        return old
+
+    @staticmethod
+    def _restore_signal_handlers(old: dict[int, Any]) -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        if self.stop_phase == 0:
+            self._request_stop(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+        else:  # asked twice: no more grace
+            self._kill_all()
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        if self.stop_phase == 0:  # --duration is over
+            self._request_stop(signal.SIGINT)
+        else:  # grace period over
+            self._kill_all()
+
+    def _request_stop(self, sig: int) -> None:
+        self.stop_phase = 1
+        if not self.options.quiet:
+            print(f"bpfreplay: stopping {self.options.argv[0]} (pid {self.main_pid})",
+                  file=sys.stderr)
+        try:
+            os.kill(self.main_pid, sig)
+        except ProcessLookupError:
+            pass
+        signal.setitimer(signal.ITIMER_REAL, self.options.grace)
+
+    def _kill_all(self) -> None:
+        self.stop_phase = 2
+        for tid in list(self.tasks):
+            try:
+                os.kill(tid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    # ---------------------------------------------------------- main loop
+
+    def _loop(self) -> None:
+        while self.tasks:
+            try:
+                tid, status = os.waitpid(-1, WALL)
+            except ChildProcessError:
+                break
+            if os.WIFSTOPPED(status):
+                self._on_stop(tid, status)
+            elif os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                self._on_task_end(tid, status)
+
+    def _on_stop(self, tid: int, status: int) -> None:
+        sig = os.WSTOPSIG(status)
+        event = status >> 16
+        process = self.tasks.get(tid)
+        if process is None:  # a new task reporting before its parent's event
+            process = self._adopt(tid)
+            if sig == signal.SIGSTOP:
+                self._resume(tid, 0)
+                return
+        try:
+            if sig == signal.SIGTRAP and event == PTRACE_EVENT_SECCOMP:
+                self._on_entry(tid, process)
+            elif sig == signal.SIGTRAP | 0x80:
+                self._on_exit(tid)
+            elif sig == signal.SIGTRAP and event in (PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK,
+                                                     PTRACE_EVENT_CLONE):
+                self._on_new_task(tid, event, process)
+                self._resume(tid, 0)
+            elif sig == signal.SIGTRAP and event == PTRACE_EVENT_EXEC:
+                self._on_exec(tid, process)
+                self._resume(tid, 0)
+            elif sig == signal.SIGSTOP and tid in self.expect_initial_stop:
+                self.expect_initial_stop.discard(tid)
+                self._resume(tid, 0)
+            elif event:
+                self._resume(tid, 0)
+            else:  # a signal on its way to the tracee: deliver it
+                self._resume(tid, sig)
+        except PtraceError as e:
+            if e.errno != 3:  # ESRCH: the task died under us (SIGKILL); its exit follows
+                raise RecordError(f"tracing pid {tid}: {e}") from e
+
+    @staticmethod
+    def _resume(tid: int, sig: int) -> None:
+        try:
+            ptrace_cont(tid, sig)
+        except PtraceError as e:
+            if e.errno != 3:
+                raise
+
+    def _adopt(self, tid: int) -> Process:
+        tgid = _tgid_of(tid)
+        process = self.tasks.get(tgid)
+        if process is None:
+            process = Process(tgid, recording=self.options.follow_forks)
+        self.tasks[tid] = process
+        return process
+
+    def _on_new_task(self, tid: int, event: int, process: Process) -> None:
+        child = ptrace_geteventmsg(tid)
+        if child in self.tasks:  # it stopped before we saw this event
+            self.expect_initial_stop.discard(child)
+            return
+        if event == PTRACE_EVENT_CLONE and _tgid_of(child) == process.pid:
+            self.tasks[child] = process
+        else:
+            new = Process(child, recording=self.options.follow_forks)
+            new.fds = dict(process.fds)
+            new.mmaps = dict(process.mmaps)
+            self.tasks[child] = new
+        self.expect_initial_stop.add(child)
+
+    def _on_exec(self, tid: int, process: Process) -> None:
+        # After exec the thread group has a new address space; the leader keeps its pid.
+        former = ptrace_geteventmsg(tid)
+        if former != tid:
+            self.tasks.pop(former, None)
+        process.forget_memory()
+        process.mmaps.clear()
+        if process.pid == self.main_pid and not process.recording:
+            process.recording = True
+        process.announced = False
+        self.tasks[tid] = process
+
+    def _on_task_end(self, tid: int, status: int) -> None:
+        process = self.tasks.pop(tid, None)
+        self.expect_initial_stop.discard(tid)
+        pending = self.pending.pop(tid, None)
+        if pending is not None:
+            self._write(pending.record)
+        if process is None or tid != process.pid:
+            return
+        if os.WIFEXITED(status):
+            code, signame = os.WEXITSTATUS(status), None
+        else:
+            code, signame = 128 + os.WTERMSIG(status), signal.Signals(os.WTERMSIG(status)).name
+        if tid == self.main_pid:
+            self.exit_code = code
+        if process.recording and self.writer:
+            self.writer.write({"type": "exit", "pid": tid, "code": code, "signal": signame,
+                               "ts": time.monotonic_ns() - self.t0})
+        process.forget_memory()
+
+    # ------------------------------------------------------------ syscalls
+
+    def _on_entry(self, tid: int, process: Process) -> None:
+        if not process.recording:
+            self._resume(tid, 0)
+            return
+        regs = ptrace_getregs(tid)
+        nr = regs.orig_rax
+        args = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
+        capture = _ENTRY_HANDLERS.get(nr)
+        record = capture(self, process, args) if capture else None
+        if record is None:  # not a call about BPF objects
+            self._resume(tid, 0)
+            return
+        if not process.announced:
+            self._announce(process)
+        record.update(type="call", index=self.index, pid=process.pid, tid=tid,
+                      syscall=sc.NAMES[nr], args=list(args),
+                      ts=time.monotonic_ns() - self.t0)
+        self.index += 1
+        if nr == sc.CLOSE:  # nothing to learn at exit: the fd is gone whatever happens
+            record["ret"] = None
+            record["errno"] = None
+            self._write(record)
+            self._resume(tid, 0)
+            return
+        self.pending[tid] = PendingCall(record, process)
+        ptrace_syscall(tid, 0)
+
+    def _on_exit(self, tid: int) -> None:
+        pending = self.pending.pop(tid, None)
+        if pending is None:
+            self._resume(tid, 0)
+            return
+        record, process = pending.record, pending.process
+        raw = ptrace_peekuser(tid, RAX_OFFSET)
+        ret = raw - (1 << 64) if raw >= 1 << 63 else raw
+        if -4096 < ret < 0:
+            record["ret"], record["errno"] = -1, -ret
+        else:
+            record["ret"], record["errno"] = ret, None
+        record["dur"] = time.monotonic_ns() - self.t0 - record["ts"]
+        finish = _EXIT_HANDLERS.get(record["syscall"])
+        if finish:
+            finish(self, process, record)
+        self._write(record)
+        self._resume(tid, 0)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        assert self.writer is not None
+        self.writer.write(record)
+
+    def _announce(self, process: Process) -> None:
+        process.announced = True
+        assert self.writer is not None
+        self.writer.write({
+            "type": "process",
+            "pid": process.pid,
+            "exe": procfs.executable(process.pid),
+            "cmdline": procfs.cmdline(process.pid),
+            "libbpf": procfs.mapped_libbpf(process.pid),
+        })
+
+    # ------------------------------------------------------- bpf() capture
+
+    def _map_shape(self, process: Process, fd: int) -> MapShape | None:
+        known = process.fds.get(fd)
+        if known is None or "key_size" not in known:
+            facts = procfs.object_facts(process.pid, fd)
+            if facts.get("kind") != "map":
+                return None
+            process.fds[fd] = known = facts
+        return MapShape(int(known.get("map_type", 0)), int(known["key_size"]),
+                        int(known["value_size"]))
+
+    def _copy_buffers(self, process: Process, cmd: int, attr: bytes, at_exit: bool,
+                      insns: bytes | None = None, only: str | None = None,
+                      ) -> tuple[dict[str, bytes], dict[str, str]]:
+        mem = process.mem()
+        copied: dict[str, bytes] = {}
+        faults: dict[str, str] = {}
+        for b in plan_buffers(cmd, attr, at_exit=at_exit, ncpus=self.ncpus, insns=insns,
+                              map_shape=lambda fd: self._map_shape(process, fd)):
+            if only is not None and b.field != only:
+                continue
+            try:
+                if b.length is None:
+                    copied[b.field] = mem.read_cstring(b.address, CSTRING_MAX)
+                elif b.until_nul:
+                    copied[b.field] = mem.read_until_nul(b.address, b.length)
+                else:
+                    copied[b.field] = mem.read(b.address, b.length)
+            except OSError as e:
+                faults[b.field] = os.strerror(e.errno) if e.errno else str(e)
+        return copied, faults
+
+    def _bpf_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
+        cmd = args[0] & 0xFFFFFFFF
+        size = args[2] & 0xFFFFFFFF
+        record: dict[str, Any] = {"cmd": cmd, "size": size}
+        mem = process.mem()
+        try:
+            attr = mem.read(args[1], min(size, _ATTR_MAX)) if args[1] else b""
+        except OSError as e:
+            record["attr_fault"] = os.strerror(e.errno or 14)
+            return record
+        record["attr"] = attr
+        copied, faults = self._copy_buffers(process, cmd, attr, False)
+        if "insns" in copied and "fd_array" not in copied and cmd_name(cmd) == "BPF_PROG_LOAD":
+            # Without fd_array_cnt, fd_array is as long as the instructions index it.
+            more, more_faults = self._copy_buffers(process, cmd, attr, False, copied["insns"],
+                                                   only="fd_array")
+            copied.update(more)
+            faults.update(more_faults)
+        record["in"] = copied
+        if faults:
+            record["faults"] = faults
+        if cmd & BPF_COMMON_ATTRS and args[3]:
+            common_size = args[4] & 0xFFFFFFFF
+            try:
+                record["common"] = mem.read(args[3], min(common_size, _ATTR_MAX))
+            except OSError as e:
+                record.setdefault("faults", {})["common"] = os.strerror(e.errno or 14)
+        return record
+
+    def _bpf_exit(self, process: Process, record: dict[str, Any]) -> None:
+        attr = record.get("attr")
+        if attr is None:
+            return
+        cmd = record["cmd"] & ~BPF_COMMON_ATTRS
+        name = cmd_name(cmd)
+        mem = process.mem()
+        args = record["args"]
+        if name in _WRITES_ATTR:
+            try:
+                after = mem.read(args[1], len(attr))
+            except OSError:
+                after = attr
+            if after != attr:
+                record["attr_out"] = after
+                attr = after
+        out, faults = self._copy_buffers(process, cmd, attr, True)
+        if record["ret"] < 0:  # failed: keep what the kernel explains (logs), not stale outputs
+            out = {k: v for k, v in out.items() if k in ("log_buf", "btf_log_buf")}
+        if out:
+            record["out"] = out
+        if faults and record["ret"] >= 0:
+            record.setdefault("faults", {}).update({f"out.{k}": v for k, v in faults.items()})
+        if "common" in record:
+            self._common_log(process, record)
+        if name in _RETURNS_FD and record["ret"] >= 0:
+            facts = procfs.object_facts(process.pid, record["ret"])
+            if name == "BPF_MAP_CREATE":
+                layout_fields = _map_create_fields()
+                facts.setdefault("map_type", read_field(attr, layout_fields["map_type"]))
+                facts.setdefault("key_size", read_field(attr, layout_fields["key_size"]))
+                facts.setdefault("value_size", read_field(attr, layout_fields["value_size"]))
+            process.fds[record["ret"]] = facts
+            record["object"] = facts
+
+    def _common_log(self, process: Process, record: dict[str, Any]) -> None:
+        layout = struct_layout("bpf_common_attr")
+        if layout is None:
+            return
+        fields = {f.name: f for f in layout.fields}
+        common = record["common"]
+        address = read_field(common, fields["log_buf"])
+        size = read_field(common, fields["log_size"])
+        if address and size:
+            try:
+                record.setdefault("out", {})["common.log_buf"] = process.mem().read_until_nul(
+                    address, size)
+            except OSError:
+                pass
+
+    # ------------------------------------------------ other recorded calls
+
+    def _perf_event_open_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        mem = process.mem()
+        try:
+            head = mem.read(args[0], 8)
+            size = int.from_bytes(head[4:8], "little") or _PERF_ATTR_SIZE_VER0
+            attr = mem.read(args[0], min(size, _ATTR_MAX))
+        except OSError as e:
+            record["attr_fault"] = os.strerror(e.errno or 14)
+            return record
+        record["attr"] = attr
+        perf_type = int.from_bytes(attr[0:4], "little")
+        if perf_type in self._perf_probe_types and len(attr) >= _PERF_ATTR_CONFIG1 + 8:
+            path_address = int.from_bytes(attr[_PERF_ATTR_CONFIG1:_PERF_ATTR_CONFIG1 + 8],
+                                          "little")
+            if path_address:
+                try:
+                    record["in"] = {"config1": mem.read_cstring(path_address, CSTRING_MAX)}
+                except OSError:
+                    pass
+        return record
+
+    def _perf_event_open_exit(self, process: Process, record: dict[str, Any]) -> None:
+        if record["ret"] >= 0:
+            process.fds[record["ret"]] = record["object"] = {"kind": "perf_event"}
+
+    def _ioctl_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
+        return {}
+
+    def _mmap_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        fd = _s32(args[4])
+        return {} if fd in process.fds else None
+
+    def _mmap_exit(self, process: Process, record: dict[str, Any]) -> None:
+        if record["ret"] != -1 or record["errno"] is None:
+            process.mmaps[record["ret"] & 0xFFFFFFFFFFFFFFFF] = record["args"][1]
+
+    def _munmap_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        start, length = args[0], args[1]
+        hit = [a for a, n in process.mmaps.items() if a < start + length and start < a + n]
+        if not hit:
+            return None
+        for a in hit:
+            del process.mmaps[a]
+        return {}
+
+    def _close_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        fd = _s32(args[0])
+        known = process.fds.pop(fd, None)
+        return None if known is None else {"object": known}
+
+    def _dup_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        old = _s32(args[0])
+        return {} if old in process.fds else None
+
+    def _dup2_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        old, new = _s32(args[0]), _s32(args[1])
+        if old not in process.fds and new not in process.fds:
+            return None
+        record: dict[str, Any] = {}
+        if new in process.fds and new != old:  # dup2 onto a BPF fd closes that object
+            record["replaced"] = process.fds.pop(new)
+        return record
+
+    def _dup_exit(self, process: Process, record: dict[str, Any]) -> None:
+        old = _s32(record["args"][0])
+        if record["ret"] >= 0 and old in process.fds:
+            process.fds[record["ret"]] = dict(process.fds[old])
+
+    def _memfd_create_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
+        try:
+            return {"in": {"name": process.mem().read_cstring(args[0], 256)}}
+        except OSError:
+            return {}
+
+    def _memfd_create_exit(self, process: Process, record: dict[str, Any]) -> None:
+        if record["ret"] >= 0:
+            process.fds[record["ret"]] = record["object"] = {"kind": "memfd"}
+
+    def _setsockopt_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
+        optval, optlen = args[3], args[4] & 0xFFFFFFFF
+        if optval and optlen:
+            try:
+                return {"in": {"optval": process.mem().read(optval, min(optlen, 64))}}
+            except OSError:
+                pass
+        return {}
+
+
+_ENTRY_HANDLERS = {
+    sc.BPF: Recorder._bpf_entry,
+    sc.PERF_EVENT_OPEN: Recorder._perf_event_open_entry,
+    sc.IOCTL: Recorder._ioctl_entry,
+    sc.MMAP: Recorder._mmap_entry,
+    sc.MUNMAP: Recorder._munmap_entry,
+    sc.CLOSE: Recorder._close_entry,
+    sc.DUP: Recorder._dup_entry,
+    sc.DUP2: Recorder._dup2_entry,
+    sc.DUP3: Recorder._dup2_entry,
+    sc.FCNTL: Recorder._dup_entry,
+    sc.MEMFD_CREATE: Recorder._memfd_create_entry,
+    sc.SETSOCKOPT: Recorder._setsockopt_entry,
+}
+_EXIT_HANDLERS = {
+    "bpf": Recorder._bpf_exit,
+    "perf_event_open": Recorder._perf_event_open_exit,
+    "mmap": Recorder._mmap_exit,
+    "dup": Recorder._dup_exit,
+    "dup2": Recorder._dup_exit,
+    "dup3": Recorder._dup_exit,
+    "fcntl": Recorder._dup_exit,
+    "memfd_create": Recorder._memfd_create_exit,
+}
+
+
+def _map_create_fields() -> dict[str, Any]:
+    from bpfreplay.uapi import attr_layout, cmd_value
+
+    layout = attr_layout(cmd_value("BPF_MAP_CREATE"))
+    assert layout is not None
+    return {f.name: f for f in layout.fields}
+
+
+def _s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _tgid_of(tid: int) -> int:
+    try:
+        with open(f"/proc/{tid}/status") as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return tid
+
+
+def _dynamic_pmu_types() -> frozenset[int]:
+    """perf_event types of the kprobe/uprobe PMUs, whose config1 points at a path/name."""
+    types = set()
+    for pmu in ("kprobe", "uprobe"):
+        try:
+            with open(f"/sys/bus/event_source/devices/{pmu}/type") as f:
+                types.add(int(f.read()))
+        except (OSError, ValueError):
+            pass
+    return frozenset(types)
+
+
+def _pick_cpu() -> int | None:
+    """The CPU to share with the tracee: cross-CPU ptrace wake-ups cost ~6x a same-CPU one."""
+    allowed = os.sched_getaffinity(0)
+    return max(allowed) if allowed else None
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    try:
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _resolve_program(program: str) -> str:
+    path = program if "/" in program else shutil.which(program)
+    if path is None or not os.path.exists(path):
+        raise RecordError(f"starting {program}: program not found")
+    if os.path.isdir(path) or not os.access(path, os.X_OK):
+        raise RecordError(f"starting {program}: not an executable file")
+    return path
+
+
+def record(argv: Sequence[str], output: str, *, duration: float | None = None,
+           follow_forks: bool = False, pin_cpu: bool = True, quiet: bool = False) -> RecordResult:
+    """Record ``argv`` into ``output``; returns the program's exit code (128+N for a
+    signal) and the number of calls recorded."""
+    if not argv:
+        raise RecordError("record: no program given")
+    options = RecordOptions(list(argv), output, duration, follow_forks, pin_cpu, quiet=quiet)
+    return Recorder(options).run()

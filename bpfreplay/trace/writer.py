@@ -1,0 +1,43 @@
+"""Streaming trace writer: every record reaches the file as one write() of its own."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import msgpack
+
+from bpfreplay.errors import TraceFormatError
+from bpfreplay.trace.schema import FORMAT_NAME, FORMAT_VERSION
+
+
+class TraceWriter:
+    """Writes a header then records; each is flushed at once so that a recorder
+    killed mid-run leaves a file whose complete records all read back."""
+
+    def __init__(self, path: str, header: dict[str, Any]):
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise TraceFormatError(f"opening trace file {path} for writing: {e.strerror}") from e
+        self.path = path
+        self._packer = msgpack.Packer(use_bin_type=True)
+        self.write({"format": FORMAT_NAME, "version": FORMAT_VERSION, **header})
+
+    def write(self, record: dict[str, Any]) -> None:
+        data = self._packer.pack(record)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,329 @@
+"""Which ``bpf_attr`` fields are user pointers, and how long the buffers behind them are.
+
+BTF says a field is a ``__u64``; only the uapi's comments say that it points at
+``insn_cnt`` instructions or at a map key. This table is that knowledge, per
+command (one member of ``union bpf_attr`` serves commands whose buffers differ in
+direction: ``value`` is read by MAP_UPDATE_ELEM and written by MAP_LOOKUP_ELEM).
+
+Everything here is pure: ``plan_buffers`` turns attr bytes into a list of
+(field, address, length) to copy; the recorder and the loader's own tracer do the
+copying from their own memory.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import NamedTuple
+
+from bpfreplay.uapi import attr_layout, cmd_name, enum_values
+from bpfreplay.uapi.layout import Field
+
+IN, OUT, INOUT = "in", "out", "inout"
+
+# Strings the kernel reads (paths, license, tracepoint names) are bounded like PATH_MAX.
+CSTRING_MAX = 4096
+
+
+class Count(NamedTuple):
+    """``count_field`` elements of ``elem_size`` bytes (or of the size another field says)."""
+
+    count_field: str
+    elem_size: int | str
+
+
+class Size(NamedTuple):
+    """As many bytes as ``size_field`` says."""
+
+    size_field: str
+
+
+class CString(NamedTuple):
+    """A NUL-terminated string (the NUL is not kept)."""
+
+
+class Log(NamedTuple):
+    """An output text buffer of ``size_field`` bytes; what the kernel wrote ends at a NUL."""
+
+    size_field: str
+
+
+class MapKey(NamedTuple):
+    """One key of the map named by the attr's ``map_fd``."""
+
+
+class MapValue(NamedTuple):
+    """One value of the map named by ``map_fd`` (per-CPU maps: one slot per possible CPU)."""
+
+
+class MapKeys(NamedTuple):
+    """``count_field`` keys of the map named by ``map_fd``."""
+
+    count_field: str
+
+
+class MapValues(NamedTuple):
+    """``count_field`` values of the map named by ``map_fd``."""
+
+    count_field: str
+
+
+class FdArray(NamedTuple):
+    """PROG_LOAD's fd_array: ``fd_array_cnt`` fds, or as many as the instructions index."""
+
+
+Length = Count | Size | CString | Log | MapKey | MapValue | MapKeys | MapValues | FdArray
+
+
+class Buffer(NamedTuple):
+    field: str
+    direction: str
+    length: Length
+    # Only when the attr's ``when[0]`` field holds one of the enum names in ``when[1]``.
+    when: tuple[str, str, frozenset[str]] | None = None
+
+
+def _if(field: str, enum: str, *names: str) -> tuple[str, str, frozenset[str]]:
+    return (field, enum, frozenset(names))
+
+
+_KPROBE_MULTI = _if("attach_type", "bpf_attach_type",
+                    "BPF_TRACE_KPROBE_MULTI", "BPF_TRACE_KPROBE_SESSION")
+_UPROBE_MULTI = _if("attach_type", "bpf_attach_type",
+                    "BPF_TRACE_UPROBE_MULTI", "BPF_TRACE_UPROBE_SESSION")
+_ITER = _if("attach_type", "bpf_attach_type", "BPF_TRACE_ITER")
+
+_KEY = Buffer("key", IN, MapKey())
+_BATCH_IN = Buffer("in_batch", IN, MapKey())
+_BATCH_OUT = Buffer("out_batch", OUT, MapKey())
+
+BUFFERS: dict[str, tuple[Buffer, ...]] = {
+    "BPF_MAP_CREATE": (Buffer("excl_prog_hash", IN, Size("excl_prog_hash_size")),),
+    "BPF_MAP_LOOKUP_ELEM": (_KEY, Buffer("value", OUT, MapValue())),
+    "BPF_MAP_UPDATE_ELEM": (_KEY, Buffer("value", IN, MapValue())),
+    "BPF_MAP_DELETE_ELEM": (_KEY,),
+    "BPF_MAP_GET_NEXT_KEY": (_KEY, Buffer("next_key", OUT, MapKey())),
+    "BPF_MAP_LOOKUP_AND_DELETE_ELEM": (_KEY, Buffer("value", OUT, MapValue())),
+    "BPF_PROG_LOAD": (
+        Buffer("insns", IN, Count("insn_cnt", 8)),
+        Buffer("license", IN, CString()),
+        Buffer("log_buf", OUT, Log("log_size")),
+        Buffer("func_info", IN, Count("func_info_cnt", "func_info_rec_size")),
+        Buffer("line_info", IN, Count("line_info_cnt", "line_info_rec_size")),
+        Buffer("fd_array", IN, FdArray()),
+        Buffer("core_relos", IN, Count("core_relo_cnt", "core_relo_rec_size")),
+        Buffer("signature", IN, Size("signature_size")),
+    ),
+    "BPF_OBJ_PIN": (Buffer("pathname", IN, CString()),),
+    "BPF_OBJ_GET": (Buffer("pathname", IN, CString()),),
+    "BPF_PROG_TEST_RUN": (
+        Buffer("data_in", IN, Size("data_size_in")),
+        Buffer("data_out", OUT, Size("data_size_out")),
+        Buffer("ctx_in", IN, Size("ctx_size_in")),
+        Buffer("ctx_out", OUT, Size("ctx_size_out")),
+    ),
+    "BPF_OBJ_GET_INFO_BY_FD": (Buffer("info", INOUT, Size("info_len")),),
+    "BPF_PROG_QUERY": (
+        Buffer("prog_ids", OUT, Count("prog_cnt", 4)),
+        Buffer("prog_attach_flags", OUT, Count("prog_cnt", 4)),
+        Buffer("link_ids", OUT, Count("prog_cnt", 4)),
+        Buffer("link_attach_flags", OUT, Count("prog_cnt", 4)),
+    ),
+    "BPF_RAW_TRACEPOINT_OPEN": (Buffer("name", IN, CString()),),
+    "BPF_BTF_LOAD": (
+        Buffer("btf", IN, Size("btf_size")),
+        Buffer("btf_log_buf", OUT, Log("btf_log_size")),
+    ),
+    "BPF_TASK_FD_QUERY": (Buffer("buf", OUT, Log("buf_len")),),
+    "BPF_MAP_LOOKUP_BATCH": (
+        _BATCH_IN, _BATCH_OUT,
+        Buffer("keys", OUT, MapKeys("count")), Buffer("values", OUT, MapValues("count")),
+    ),
+    "BPF_MAP_LOOKUP_AND_DELETE_BATCH": (
+        _BATCH_IN, _BATCH_OUT,
+        Buffer("keys", OUT, MapKeys("count")), Buffer("values", OUT, MapValues("count")),
+    ),
+    "BPF_MAP_UPDATE_BATCH": (
+        Buffer("keys", IN, MapKeys("count")), Buffer("values", IN, MapValues("count")),
+    ),
+    "BPF_MAP_DELETE_BATCH": (Buffer("keys", IN, MapKeys("count")),),
+    "BPF_LINK_CREATE": (
+        Buffer("iter_info", IN, Size("iter_info_len"), _ITER),
+        Buffer("kprobe_multi.syms", IN, Count("kprobe_multi.cnt", 8), _KPROBE_MULTI),
+        Buffer("kprobe_multi.addrs", IN, Count("kprobe_multi.cnt", 8), _KPROBE_MULTI),
+        Buffer("kprobe_multi.cookies", IN, Count("kprobe_multi.cnt", 8), _KPROBE_MULTI),
+        Buffer("uprobe_multi.path", IN, CString(), _UPROBE_MULTI),
+        Buffer("uprobe_multi.offsets", IN, Count("uprobe_multi.cnt", 8), _UPROBE_MULTI),
+        Buffer("uprobe_multi.ref_ctr_offsets", IN, Count("uprobe_multi.cnt", 8), _UPROBE_MULTI),
+        Buffer("uprobe_multi.cookies", IN, Count("uprobe_multi.cnt", 8), _UPROBE_MULTI),
+    ),
+    "BPF_PROG_STREAM_READ_BY_FD": (Buffer("stream_buf", OUT, Log("stream_buf_len")),),
+}
+BUFFERS["BPF_PROG_RUN"] = BUFFERS["BPF_PROG_TEST_RUN"]
+
+# Buffers of struct bpf_common_attr (bpf() with BPF_COMMON_ATTRS).
+COMMON_BUFFERS = (Buffer("log_buf", OUT, Log("log_size")),)
+
+# Map types whose lookup/update value holds one slot per possible CPU, each rounded up to 8.
+PERCPU_MAP_TYPES = frozenset(
+    enum_values("bpf_map_type").get(name, -1)
+    for name in (
+        "BPF_MAP_TYPE_PERCPU_HASH",
+        "BPF_MAP_TYPE_PERCPU_ARRAY",
+        "BPF_MAP_TYPE_LRU_PERCPU_HASH",
+        "BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE",
+    )
+)
+
+
+class MapShape(NamedTuple):
+    """What the recorder knows of a map fd: enough to size its keys and values."""
+
+    map_type: int
+    key_size: int
+    value_size: int
+
+
+class PlannedBuffer(NamedTuple):
+    field: str
+    address: int
+    length: int | None  # None: read a NUL-terminated string of at most CSTRING_MAX
+    direction: str
+    until_nul: bool = False  # keep only what precedes the first NUL (logs)
+
+
+class CompiledBuffer(NamedTuple):
+    buffer: Buffer
+    pointer: Field
+
+
+def read_field(attr: bytes, field: Field) -> int:
+    """A field's unsigned value; bytes past the caller's size read as zero, as in the kernel."""
+    end = field.offset + field.size
+    if field.offset >= len(attr):
+        return 0
+    raw = attr[field.offset:end]
+    if len(raw) < field.size:
+        raw = raw + bytes(field.size - len(raw))
+    return int.from_bytes(raw, "little")
+
+
+def _field_map(cmd: int) -> dict[str, Field]:
+    layout = attr_layout(cmd)
+    return {f.name: f for f in layout.fields} if layout else {}
+
+
+_compiled: dict[int, tuple[dict[str, Field], tuple[CompiledBuffer, ...]]] = {}
+
+
+def compiled_buffers(cmd: int) -> tuple[dict[str, Field], tuple[CompiledBuffer, ...]]:
+    """The fields of ``cmd``'s attr by name, and its buffers whose pointer field exists
+    in this kernel's layout (cached per command)."""
+    hit = _compiled.get(cmd)
+    if hit is None:
+        fields = _field_map(cmd)
+        name = cmd_name(cmd)
+        buffers = tuple(
+            CompiledBuffer(b, fields[b.field])
+            for b in BUFFERS.get(name or "", ())
+            if b.field in fields
+        )
+        hit = _compiled[cmd] = (fields, buffers)
+    return hit
+
+
+MapLookup = Callable[[int], MapShape | None]
+
+
+def plan_buffers(
+    cmd: int,
+    attr: bytes,
+    *,
+    at_exit: bool,
+    map_shape: MapLookup,
+    ncpus: int = 1,
+    insns: bytes | None = None,
+) -> list[PlannedBuffer]:
+    """The buffers to copy for a bpf(cmd, attr) call: at entry the ``in``/``inout`` ones,
+    at exit (``attr`` then being the attr as the kernel left it) the ``out``/``inout`` ones.
+    Null pointers and zero lengths are left out."""
+    fields, buffers = compiled_buffers(cmd)
+    if not buffers:
+        return []
+    wanted = (OUT, INOUT) if at_exit else (IN, INOUT)
+    planned: list[PlannedBuffer] = []
+
+    def value_of(name: str) -> int:
+        f = fields.get(name)
+        return read_field(attr, f) if f else 0
+
+    for buffer, pointer in buffers:
+        if buffer.direction not in wanted:
+            continue
+        address = read_field(attr, pointer)
+        if address == 0:
+            continue
+        if buffer.when is not None:
+            field_name, enum, names = buffer.when
+            allowed = {enum_values(enum).get(n) for n in names}
+            if value_of(field_name) not in allowed:
+                continue
+        length = _length(buffer.length, value_of, map_shape, ncpus, insns)
+        if length == 0:
+            continue
+        planned.append(
+            PlannedBuffer(buffer.field, address, length, buffer.direction,
+                          isinstance(buffer.length, Log))
+        )
+    return planned
+
+
+def _length(rule: Length, value_of: Callable[[str], int], map_shape: MapLookup,
+            ncpus: int, insns: bytes | None) -> int | None:
+    match rule:
+        case Count(count_field, elem_size):
+            size = elem_size if isinstance(elem_size, int) else value_of(elem_size)
+            return value_of(count_field) * size
+        case Size(size_field) | Log(size_field):
+            return value_of(size_field)
+        case CString():
+            return None
+        case FdArray():
+            count = value_of("fd_array_cnt")
+            return 4 * (count if count else fd_array_entries(insns or b""))
+    shape = map_shape(value_of("map_fd"))
+    if shape is None:
+        return 0
+    value_size = shape.value_size
+    if shape.map_type in PERCPU_MAP_TYPES:
+        value_size = ((value_size + 7) & ~7) * ncpus
+    match rule:
+        case MapKey():
+            return shape.key_size
+        case MapValue():
+            return value_size
+        case MapKeys(count_field):
+            return value_of(count_field) * shape.key_size
+        case MapValues(count_field):
+            return value_of(count_field) * value_size
+    raise AssertionError(f"unknown length rule {rule!r}")
+
+
+_INSN = struct.Struct("<BBhi")
+_LD_IMM64 = 0x18
+_CALL = 0x85
+_PSEUDO_MAP_IDX, _PSEUDO_MAP_IDX_VALUE, _PSEUDO_KFUNC_CALL = 5, 6, 2
+
+
+def fd_array_entries(insns: bytes) -> int:
+    """How many fd_array slots a program's instructions reach when fd_array_cnt is 0:
+    ld_imm64 of map by index (BPF_PSEUDO_MAP_IDX[_VALUE]) indexes it by imm, kfunc calls
+    by their offset (module BTF)."""
+    highest = -1
+    for code, regs, off, imm in _INSN.iter_unpack(insns[: len(insns) - len(insns) % 8]):
+        src = regs >> 4
+        if code == _LD_IMM64 and src in (_PSEUDO_MAP_IDX, _PSEUDO_MAP_IDX_VALUE):
+            highest = max(highest, imm)
+        elif code == _CALL and src == _PSEUDO_KFUNC_CALL and off > 0:
+            highest = max(highest, off)
+    return highest + 1
