@@ -22,14 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ptrace.binding import (
-    ptrace_cont,
-    ptrace_geteventmsg,
-    ptrace_getregs,
-    ptrace_peekuser,
-    ptrace_setoptions,
-    ptrace_syscall,
-)
+from ptrace.binding import ptrace_geteventmsg, ptrace_setoptions
 from ptrace.error import PtraceError
 
 from bpfreplay import __version__
@@ -37,10 +30,17 @@ from bpfreplay.errors import RecordError
 from bpfreplay.recording import procfs
 from bpfreplay.recording import syscalls as sc
 from bpfreplay.recording.memory import TraceeMemory
+from bpfreplay.recording.ptrace_calls import TaskGone, get_regs, peek_user, resume, resume_to_exit
 from bpfreplay.recording.spawn import spawn_traced
 from bpfreplay.trace.writer import TraceWriter
 from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name, struct_layout
-from bpfreplay.uapi.pointers import CSTRING_MAX, MapShape, plan_buffers, read_field
+from bpfreplay.uapi.pointers import (
+    CSTRING_MAX,
+    MapShape,
+    compiled_command,
+    plan_buffers,
+    read_field,
+)
 
 PTRACE_O_TRACESYSGOOD = 0x01
 PTRACE_O_TRACEFORK = 0x02
@@ -70,6 +70,7 @@ _RETURNS_FD = frozenset(
      "BPF_RAW_TRACEPOINT_OPEN", "BPF_BTF_LOAD", "BPF_LINK_CREATE", "BPF_ITER_CREATE",
      "BPF_TOKEN_CREATE"}
 )
+_NEEDS_EXIT_WORK = _WRITES_ATTR | _RETURNS_FD
 # The kernel refuses bpf_attr larger than a page (E2BIG): nothing past it is worth copying.
 _ATTR_MAX = 4096
 _PERF_ATTR_SIZE_VER0 = 64
@@ -85,7 +86,9 @@ class Process:
     memory: TraceeMemory | None = None
     fds: dict[int, dict[str, Any]] = field(default_factory=dict)
     mmaps: dict[int, int] = field(default_factory=dict)  # address -> length of BPF mmaps
+    shapes: dict[int, MapShape] = field(default_factory=dict)  # map fd -> key/value sizes
     announced: bool = False
+    shape_lookup: Any = None  # fd -> MapShape, bound once to this process
 
     def mem(self) -> TraceeMemory:
         if self.memory is None:
@@ -199,7 +202,7 @@ class Recorder:
             raise RecordError(f"setting ptrace options on {self.options.argv[0]}: {e}") from e
         # Calls made before exec are our own child's Python, not the program: not recorded.
         self.tasks[pid] = Process(pid, recording=False)
-        ptrace_cont(pid, 0)
+        resume(pid, 0)
 
     # ------------------------------------------------------------- signals
 
@@ -287,17 +290,13 @@ class Recorder:
                 self._resume(tid, 0)
             else:  # a signal on its way to the tracee: deliver it
                 self._resume(tid, sig)
-        except PtraceError as e:
-            if e.errno != 3:  # ESRCH: the task died under us (SIGKILL); its exit follows
+        except TaskGone:
+            pass  # killed under us (SIGKILL): its exit status follows
+        except (PtraceError, OSError) as e:
+            if getattr(e, "errno", None) != 3:  # ESRCH, as above
                 raise RecordError(f"tracing pid {tid}: {e}") from e
 
-    @staticmethod
-    def _resume(tid: int, sig: int) -> None:
-        try:
-            ptrace_cont(tid, sig)
-        except PtraceError as e:
-            if e.errno != 3:
-                raise
+    _resume = staticmethod(resume)
 
     def _adopt(self, tid: int) -> Process:
         tgid = _tgid_of(tid)
@@ -358,7 +357,7 @@ class Recorder:
         if not process.recording:
             self._resume(tid, 0)
             return
-        regs = ptrace_getregs(tid)
+        regs = get_regs(tid)
         nr = regs.orig_rax
         args = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
         capture = _ENTRY_HANDLERS.get(nr)
@@ -379,7 +378,7 @@ class Recorder:
             self._resume(tid, 0)
             return
         self.pending[tid] = PendingCall(record, process)
-        ptrace_syscall(tid, 0)
+        resume_to_exit(tid)
 
     def _on_exit(self, tid: int) -> None:
         pending = self.pending.pop(tid, None)
@@ -387,7 +386,7 @@ class Recorder:
             self._resume(tid, 0)
             return
         record, process = pending.record, pending.process
-        raw = ptrace_peekuser(tid, RAX_OFFSET)
+        raw = peek_user(tid, RAX_OFFSET)
         ret = raw - (1 << 64) if raw >= 1 << 63 else raw
         if -4096 < ret < 0:
             record["ret"], record["errno"] = -1, -ret
@@ -418,14 +417,19 @@ class Recorder:
     # ------------------------------------------------------- bpf() capture
 
     def _map_shape(self, process: Process, fd: int) -> MapShape | None:
+        shape = process.shapes.get(fd)
+        if shape is not None:
+            return shape
         known = process.fds.get(fd)
         if known is None or "key_size" not in known:
             facts = procfs.object_facts(process.pid, fd)
             if facts.get("kind") != "map":
                 return None
             process.fds[fd] = known = facts
-        return MapShape(int(known.get("map_type", 0)), int(known["key_size"]),
-                        int(known["value_size"]))
+        shape = MapShape(int(known.get("map_type", 0)), int(known["key_size"]),
+                         int(known["value_size"]))
+        process.shapes[fd] = shape
+        return shape
 
     def _copy_buffers(self, process: Process, cmd: int, attr: bytes, at_exit: bool,
                       insns: bytes | None = None, only: str | None = None,
@@ -433,8 +437,10 @@ class Recorder:
         mem = process.mem()
         copied: dict[str, bytes] = {}
         faults: dict[str, str] = {}
+        if process.shape_lookup is None:
+            process.shape_lookup = lambda fd: self._map_shape(process, fd)
         for b in plan_buffers(cmd, attr, at_exit=at_exit, ncpus=self.ncpus, insns=insns,
-                              map_shape=lambda fd: self._map_shape(process, fd)):
+                              map_shape=process.shape_lookup):
             if only is not None and b.field != only:
                 continue
             try:
@@ -483,6 +489,9 @@ class Recorder:
             return
         cmd = record["cmd"] & ~BPF_COMMON_ATTRS
         name = cmd_name(cmd)
+        if (name not in _NEEDS_EXIT_WORK and not compiled_command(cmd).at_exit
+                and "common" not in record):
+            return
         mem = process.mem()
         args = record["args"]
         if name in _WRITES_ATTR:
@@ -578,6 +587,7 @@ class Recorder:
     def _close_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
         fd = _s32(args[0])
         known = process.fds.pop(fd, None)
+        process.shapes.pop(fd, None)
         return None if known is None else {"object": known}
 
     def _dup_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
@@ -591,6 +601,7 @@ class Recorder:
         record: dict[str, Any] = {}
         if new in process.fds and new != old:  # dup2 onto a BPF fd closes that object
             record["replaced"] = process.fds.pop(new)
+            process.shapes.pop(new, None)
         return record
 
     def _dup_exit(self, process: Process, record: dict[str, Any]) -> None:
@@ -700,7 +711,7 @@ def _resolve_program(program: str) -> str:
     path = program if "/" in program else shutil.which(program)
     if path is None or not os.path.exists(path):
         raise RecordError(f"starting {program}: program not found")
-    if os.path.isdir(path) or not os.access(path, os.X_OK):
+    if os.path.isdir(path) or not os.stat(path).st_mode & 0o111:
         raise RecordError(f"starting {program}: not an executable file")
     return path
 

@@ -248,10 +248,17 @@ def test_duration_stops_program(tmp_path, minimal_binary):
     [
         (["-o", "/tmp/x.mp", "--", "/nonexistent/program"], "program not found"),
         (["-o", "/nonexistent-dir/x.mp", "--", "/bin/true"], "for writing"),
-        (["-o", "/tmp/x.mp", "--", "/etc/hostname"], "not an executable"),
+        (["-o", "/tmp/x.mp", "--", "{plain_file}"], "not an executable"),
+        (["-o", "/tmp/x.mp", "--", "{bad_binary}"], "Exec format error"),
     ],
 )
-def test_errors_are_clear(argv, message):
+def test_errors_are_clear(argv, message, tmp_path):
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a program\n")
+    bad = tmp_path / "bad-binary"
+    bad.write_bytes(b"\x7fELF garbage")
+    bad.chmod(0o755)
+    argv = [a.format(plain_file=plain, bad_binary=bad) for a in argv]
     result = subprocess.run([*BPFREPLAY, "record", *argv], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode != 0

@@ -63,7 +63,8 @@ def spawn_traced(path: str, argv: Sequence[str], cpu: int | None) -> tuple[int, 
             os.execv(path, list(argv))
         except BaseException as e:  # noqa: BLE001 - everything must reach the parent
             try:
-                os.write(write_fd, f"{type(e).__name__}: {e}".encode())
+                reason = e.strerror if isinstance(e, OSError) and e.strerror else repr(e)
+                os.write(write_fd, reason.encode())
             finally:
                 os._exit(127)
     os.close(write_fd)

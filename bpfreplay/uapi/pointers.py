@@ -192,47 +192,124 @@ class PlannedBuffer(NamedTuple):
     until_nul: bool = False  # keep only what precedes the first NUL (logs)
 
 
-class CompiledBuffer(NamedTuple):
-    buffer: Buffer
-    pointer: Field
+MapLookup = Callable[[int], MapShape | None]
+# (attr, map_shape, ncpus, insns) -> length in bytes; None for a NUL-terminated string.
+LengthOf = Callable[[bytes, MapLookup, int, "bytes | None"], "int | None"]
 
 
 def read_field(attr: bytes, field: Field) -> int:
     """A field's unsigned value; bytes past the caller's size read as zero, as in the kernel."""
-    end = field.offset + field.size
-    if field.offset >= len(attr):
+    offset = field.offset
+    end = offset + field.size
+    if end <= len(attr):
+        return int.from_bytes(attr[offset:end], "little")
+    if offset >= len(attr):
         return 0
-    raw = attr[field.offset:end]
-    if len(raw) < field.size:
-        raw = raw + bytes(field.size - len(raw))
-    return int.from_bytes(raw, "little")
+    return int.from_bytes(attr[offset:].ljust(field.size, b"\0"), "little")
 
 
-def _field_map(cmd: int) -> dict[str, Field]:
-    layout = attr_layout(cmd)
-    return {f.name: f for f in layout.fields} if layout else {}
+class CompiledBuffer(NamedTuple):
+    field: str
+    pointer: Field
+    direction: str
+    length_of: LengthOf
+    until_nul: bool
+    when: tuple[Field, frozenset[int]] | None
 
 
-_compiled: dict[int, tuple[dict[str, Field], tuple[CompiledBuffer, ...]]] = {}
+class CompiledCommand(NamedTuple):
+    """A command's attr fields by name and its buffers split by when they are copied;
+    only buffers whose pointer field exists in this kernel's layout are kept."""
+
+    fields: dict[str, Field]
+    at_entry: tuple[CompiledBuffer, ...]
+    at_exit: tuple[CompiledBuffer, ...]
 
 
-def compiled_buffers(cmd: int) -> tuple[dict[str, Field], tuple[CompiledBuffer, ...]]:
-    """The fields of ``cmd``'s attr by name, and its buffers whose pointer field exists
-    in this kernel's layout (cached per command)."""
+_compiled: dict[int, CompiledCommand] = {}
+
+
+def compiled_command(cmd: int) -> CompiledCommand:
+    """The compiled buffer table of ``cmd`` (cached per command value)."""
     hit = _compiled.get(cmd)
     if hit is None:
-        fields = _field_map(cmd)
-        name = cmd_name(cmd)
-        buffers = tuple(
-            CompiledBuffer(b, fields[b.field])
-            for b in BUFFERS.get(name or "", ())
-            if b.field in fields
+        layout = attr_layout(cmd)
+        fields = {f.name: f for f in layout.fields} if layout else {}
+        buffers = [_compile(b, fields) for b in BUFFERS.get(cmd_name(cmd) or "", ())
+                   if b.field in fields]
+        hit = _compiled[cmd] = CompiledCommand(
+            fields,
+            tuple(b for b in buffers if b.direction in (IN, INOUT)),
+            tuple(b for b in buffers if b.direction in (OUT, INOUT)),
         )
-        hit = _compiled[cmd] = (fields, buffers)
     return hit
 
 
-MapLookup = Callable[[int], MapShape | None]
+def _compile(buffer: Buffer, fields: dict[str, Field]) -> CompiledBuffer:
+    when = None
+    if buffer.when is not None:
+        field_name, enum, names = buffer.when
+        values = frozenset(v for n in names if (v := enum_values(enum).get(n)) is not None)
+        when = (fields.get(field_name, Field(field_name, 1 << 30, 4, "__u32")), values)
+    return CompiledBuffer(buffer.field, fields[buffer.field], buffer.direction,
+                          _compile_length(buffer.length, fields),
+                          isinstance(buffer.length, Log), when)
+
+
+def _reader(fields: dict[str, Field], name: str) -> Callable[[bytes], int]:
+    f = fields.get(name)
+    if f is None:
+        return lambda attr: 0
+    return lambda attr: read_field(attr, f)
+
+
+def _value_size(shape: MapShape, ncpus: int) -> int:
+    if shape.map_type in PERCPU_MAP_TYPES:
+        return ((shape.value_size + 7) & ~7) * ncpus
+    return shape.value_size
+
+
+def _compile_length(rule: Length, fields: dict[str, Field]) -> LengthOf:
+    """A function computing the rule's length from an attr, bound to this layout."""
+    match rule:
+        case Count(count_field, int(elem_size)):
+            count = _reader(fields, count_field)
+            return lambda attr, shapes, ncpus, insns: count(attr) * elem_size
+        case Count(count_field, str(size_field)):
+            count, size = _reader(fields, count_field), _reader(fields, size_field)
+            return lambda attr, shapes, ncpus, insns: count(attr) * size(attr)
+        case Size(size_field) | Log(size_field):
+            size = _reader(fields, size_field)
+            return lambda attr, shapes, ncpus, insns: size(attr)
+        case CString():
+            return lambda attr, shapes, ncpus, insns: None
+        case FdArray():
+            slots = _reader(fields, "fd_array_cnt")
+            return lambda attr, shapes, ncpus, insns: 4 * (
+                slots(attr) or fd_array_entries(insns or b""))
+    map_fd = _reader(fields, "map_fd")
+    count = _reader(fields, getattr(rule, "count_field", ""))
+    per_map: Callable[[MapShape, int], int]
+    match rule:
+        case MapKey():
+            per_map = lambda shape, ncpus: shape.key_size  # noqa: E731
+        case MapValue():
+            per_map = _value_size
+        case MapKeys():
+            per_map = lambda shape, ncpus: shape.key_size  # noqa: E731
+        case MapValues():
+            per_map = _value_size
+        case _:
+            raise AssertionError(f"unknown length rule {rule!r}")
+    several = isinstance(rule, MapKeys | MapValues)
+
+    def map_length(attr: bytes, shapes: MapLookup, ncpus: int, insns: bytes | None) -> int:
+        shape = shapes(map_fd(attr) & 0xFFFFFFFF)
+        if shape is None:
+            return 0
+        return per_map(shape, ncpus) * (count(attr) if several else 1)
+
+    return map_length
 
 
 def plan_buffers(
@@ -247,66 +324,19 @@ def plan_buffers(
     """The buffers to copy for a bpf(cmd, attr) call: at entry the ``in``/``inout`` ones,
     at exit (``attr`` then being the attr as the kernel left it) the ``out``/``inout`` ones.
     Null pointers and zero lengths are left out."""
-    fields, buffers = compiled_buffers(cmd)
-    if not buffers:
-        return []
-    wanted = (OUT, INOUT) if at_exit else (IN, INOUT)
+    compiled = compiled_command(cmd)
     planned: list[PlannedBuffer] = []
-
-    def value_of(name: str) -> int:
-        f = fields.get(name)
-        return read_field(attr, f) if f else 0
-
-    for buffer, pointer in buffers:
-        if buffer.direction not in wanted:
-            continue
-        address = read_field(attr, pointer)
+    for b in compiled.at_exit if at_exit else compiled.at_entry:
+        address = read_field(attr, b.pointer)
         if address == 0:
             continue
-        if buffer.when is not None:
-            field_name, enum, names = buffer.when
-            allowed = {enum_values(enum).get(n) for n in names}
-            if value_of(field_name) not in allowed:
-                continue
-        length = _length(buffer.length, value_of, map_shape, ncpus, insns)
+        if b.when is not None and read_field(attr, b.when[0]) not in b.when[1]:
+            continue
+        length = b.length_of(attr, map_shape, ncpus, insns)
         if length == 0:
             continue
-        planned.append(
-            PlannedBuffer(buffer.field, address, length, buffer.direction,
-                          isinstance(buffer.length, Log))
-        )
+        planned.append(PlannedBuffer(b.field, address, length, b.direction, b.until_nul))
     return planned
-
-
-def _length(rule: Length, value_of: Callable[[str], int], map_shape: MapLookup,
-            ncpus: int, insns: bytes | None) -> int | None:
-    match rule:
-        case Count(count_field, elem_size):
-            size = elem_size if isinstance(elem_size, int) else value_of(elem_size)
-            return value_of(count_field) * size
-        case Size(size_field) | Log(size_field):
-            return value_of(size_field)
-        case CString():
-            return None
-        case FdArray():
-            count = value_of("fd_array_cnt")
-            return 4 * (count if count else fd_array_entries(insns or b""))
-    shape = map_shape(value_of("map_fd"))
-    if shape is None:
-        return 0
-    value_size = shape.value_size
-    if shape.map_type in PERCPU_MAP_TYPES:
-        value_size = ((value_size + 7) & ~7) * ncpus
-    match rule:
-        case MapKey():
-            return shape.key_size
-        case MapValue():
-            return value_size
-        case MapKeys(count_field):
-            return value_of(count_field) * shape.key_size
-        case MapValues(count_field):
-            return value_of(count_field) * value_size
-    raise AssertionError(f"unknown length rule {rule!r}")
 
 
 _INSN = struct.Struct("<BBhi")
