@@ -20,10 +20,10 @@ def _record(args: argparse.Namespace) -> int:
     if not argv:
         raise BpfReplayError("record: no program given (usage: bpfreplay record -- PROGRAM ...)")
     result = record(argv, args.output, duration=args.duration, follow_forks=args.follow_forks,
-                    pin_cpu=not args.no_pin, quiet=args.quiet)
+                    pin_cpu=not args.no_pin, quiet=args.quiet, comment=args.comment)
     if not args.quiet:
-        print(f"bpfreplay: recorded {result.calls} calls of {argv[0]} into {result.path}; "
-              f"exit status {result.exit_code}", file=sys.stderr)
+        print(f"bpfreplay: recorded {result.calls} calls of {argv[0]} into {result.path} "
+              f"({result.stops} ptrace stops); exit status {result.exit_code}", file=sys.stderr)
     return result.exit_code
 
 
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--no-pin", action="store_true",
                      help="do not run the recorder and the program on the same CPU")
     rec.add_argument("-q", "--quiet", action="store_true", help="print nothing of our own")
+    rec.add_argument("--comment", help="a note kept in the trace header")
     rec.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]")
     rec.set_defaults(handler=_record)
 

@@ -118,6 +118,7 @@ class RecordOptions:
     pin_cpu: bool = True
     grace: float = 2.0
     quiet: bool = False
+    comment: str | None = None
 
 
 @dataclass
@@ -125,6 +126,7 @@ class RecordResult:
     exit_code: int
     calls: int
     path: str
+    stops: int  # ptrace stops handled: what the tracee paid for being recorded
 
 
 class Recorder:
@@ -136,6 +138,7 @@ class Recorder:
         self.pending: dict[int, PendingCall] = {}  # tid -> call awaiting exit
         self.expect_initial_stop: set[int] = set()
         self.index = 0
+        self.stops = 0
         self.main_pid = 0
         self.exit_code: int | None = None
         self.stop_phase = 0  # 0 running, 1 asked to stop, 2 killed
@@ -157,6 +160,8 @@ class Recorder:
             "start_time": time.time(),
             "possible_cpus": self.ncpus,
         }
+        if self.options.comment:
+            header["comment"] = self.options.comment
         self.writer = TraceWriter(self.options.output, header)
         cpu = _pick_cpu() if self.options.pin_cpu else None
         if cpu is not None:
@@ -185,7 +190,7 @@ class Recorder:
                 process.forget_memory()
             self.writer.close()
         return RecordResult(self.exit_code if self.exit_code is not None else 0, self.index,
-                            self.options.output)
+                            self.options.output, self.stops)
 
     def _attach_first(self, pid: int) -> None:
         _, status = os.waitpid(pid, WALL)
@@ -263,6 +268,7 @@ class Recorder:
                 self._on_task_end(tid, status)
 
     def _on_stop(self, tid: int, status: int) -> None:
+        self.stops += 1
         sig = os.WSTOPSIG(status)
         event = status >> 16
         process = self.tasks.get(tid)
@@ -717,10 +723,12 @@ def _resolve_program(program: str) -> str:
 
 
 def record(argv: Sequence[str], output: str, *, duration: float | None = None,
-           follow_forks: bool = False, pin_cpu: bool = True, quiet: bool = False) -> RecordResult:
+           follow_forks: bool = False, pin_cpu: bool = True, quiet: bool = False,
+           comment: str | None = None) -> RecordResult:
     """Record ``argv`` into ``output``; returns the program's exit code (128+N for a
     signal) and the number of calls recorded."""
     if not argv:
         raise RecordError("record: no program given")
-    options = RecordOptions(list(argv), output, duration, follow_forks, pin_cpu, quiet=quiet)
+    options = RecordOptions(list(argv), output, duration, follow_forks, pin_cpu, quiet=quiet,
+                            comment=comment)
     return Recorder(options).run()
