@@ -17,10 +17,14 @@ def _record(args: argparse.Namespace) -> int:
     argv = list(args.program)
     if argv and argv[0] == "--":
         argv = argv[1:]
-    if not argv:
-        raise BpfReplayError("record: no program given (usage: bpfreplay record -- PROGRAM ...)")
+    if bool(argv) == (args.pid is not None):
+        raise BpfReplayError("record: give either a program (bpfreplay record -- PROGRAM ...) "
+                             "or -p PID")
     result = record(argv, args.output, duration=args.duration, follow_forks=args.follow_forks,
-                    pin_cpu=not args.no_pin, quiet=args.quiet, comment=args.comment)
+                    pin_cpu=not args.no_pin, quiet=args.quiet, comment=args.comment,
+                    attach_pid=args.pid)
+    if args.pid is not None:
+        argv = [f"pid {args.pid}"]
     if not args.quiet:
         print(f"bpfreplay: recorded {result.calls} calls of {argv[0]} into {result.path} "
               f"({result.stops} ptrace stops); exit status {result.exit_code}", file=sys.stderr)
@@ -50,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not run the recorder and the program on the same CPU")
     rec.add_argument("-q", "--quiet", action="store_true", help="print nothing of our own")
     rec.add_argument("--comment", help="a note kept in the trace header")
+    rec.add_argument("-p", "--pid", type=int,
+                     help="attach to a running process instead (every syscall then stops it; "
+                     "Ctrl-C or --duration detaches and leaves it running)")
     rec.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]")
     rec.set_defaults(handler=_record)
 

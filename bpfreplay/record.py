@@ -30,7 +30,17 @@ from bpfreplay.errors import RecordError
 from bpfreplay.recording import procfs
 from bpfreplay.recording import syscalls as sc
 from bpfreplay.recording.memory import TraceeMemory
-from bpfreplay.recording.ptrace_calls import TaskGone, get_regs, peek_user, resume, resume_to_exit
+from bpfreplay.recording.ptrace_calls import (
+    TaskGone,
+    detach,
+    get_regs,
+    interrupt,
+    peek_user,
+    resume,
+    resume_syscall,
+    resume_to_exit,
+    seize,
+)
 from bpfreplay.recording.spawn import spawn_traced
 from bpfreplay.trace.writer import TraceWriter
 from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name, struct_layout
@@ -52,6 +62,7 @@ PTRACE_O_EXITKILL = 0x100000
 PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK, PTRACE_EVENT_CLONE = 1, 2, 3
 PTRACE_EVENT_EXEC = 4
 PTRACE_EVENT_SECCOMP = 7
+PTRACE_EVENT_STOP = 128
 WALL = 0x40000000  # __WALL: wait for threads and for children of any kind
 RAX_OFFSET = 80  # offsetof(struct user_regs_struct, rax)
 
@@ -119,6 +130,7 @@ class RecordOptions:
     grace: float = 2.0
     quiet: bool = False
     comment: str | None = None
+    attach_pid: int | None = None  # record -p: trace a running process instead
 
 
 @dataclass
@@ -146,10 +158,15 @@ class Recorder:
         self._perf_probe_types = _dynamic_pmu_types()
         self.writer: TraceWriter | None = None
         self.t0 = 0
+        self.attach_mode = options.attach_pid is not None
+        self.in_syscall: set[int] = set()  # attach mode: tasks between entry and exit stop
+        self.detaching = False
 
     # ---------------------------------------------------------------- set-up
 
     def run(self) -> RecordResult:
+        if self.attach_mode:
+            return self._run_attached()
         path = _resolve_program(self.options.argv[0])
         header = {
             "bpfreplay": __version__,
@@ -191,6 +208,65 @@ class Recorder:
             self.writer.close()
         return RecordResult(self.exit_code if self.exit_code is not None else 0, self.index,
                             self.options.output, self.stops)
+
+    def _run_attached(self) -> RecordResult:
+        pid = self.options.attach_pid
+        assert pid is not None
+        if not os.path.exists(f"/proc/{pid}"):
+            raise RecordError(f"attaching to pid {pid}: no such process")
+        self.options.argv = procfs.cmdline(pid) or [str(pid)]
+        header = {
+            "bpfreplay": __version__, "recorder": "ptrace", "kernel": platform.release(),
+            "machine": platform.machine(), "argv": self.options.argv, "attached_pid": pid,
+            "start_time": time.time(), "possible_cpus": self.ncpus,
+        }
+        if self.options.comment:
+            header["comment"] = self.options.comment
+        self.writer = TraceWriter(self.options.output, header)
+        old_handlers = self._install_signal_handlers()
+        self.t0 = time.monotonic_ns()
+        self.main_pid = pid
+        try:
+            process = Process(pid, recording=True)
+            options = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACEEXEC | PTRACE_O_TRACECLONE
+            if self.options.follow_forks:
+                options |= PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK
+            for task in sorted(int(t) for t in os.listdir(f"/proc/{pid}/task")):
+                try:
+                    seize(task, options)
+                except TaskGone:
+                    continue
+                except OSError as e:
+                    raise RecordError(f"attaching to pid {pid}: {e.strerror} (ptrace needs "
+                                      "root or CAP_SYS_PTRACE, and Yama may forbid it)") from e
+                self.tasks[task] = process
+                interrupt(task)
+            if self.options.duration is not None:
+                signal.setitimer(signal.ITIMER_REAL, max(self.options.duration, 0.001))
+            try:
+                self._loop()
+            except BaseException:
+                self._detach_all()
+                raise
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            self._restore_signal_handlers(old_handlers)
+            for process in {id(p): p for p in self.tasks.values()}.values():
+                process.forget_memory()
+            self.writer.close()
+        return RecordResult(self.exit_code if self.exit_code is not None else 0, self.index,
+                            self.options.output, self.stops)
+
+    def _detach_all(self) -> None:
+        """Leave an attached process running as it was: interrupt every task so that its
+        next stop detaches it (a running task cannot be detached)."""
+        self.detaching = True
+        for tid in list(self.tasks):
+            try:
+                interrupt(tid)
+            except (TaskGone, OSError):
+                self.tasks.pop(tid, None)
 
     def _attach_first(self, pid: int) -> None:
         _, status = os.waitpid(pid, WALL)
@@ -237,6 +313,11 @@ class Recorder:
 
     def _request_stop(self, sig: int) -> None:
         self.stop_phase = 1
+        if self.attach_mode:  # never signal a process we only attached to
+            if not self.options.quiet:
+                print(f"bpfreplay: detaching from pid {self.main_pid}", file=sys.stderr)
+            self._detach_all()
+            return
         if not self.options.quiet:
             print(f"bpfreplay: stopping {self.options.argv[0]} (pid {self.main_pid})",
                   file=sys.stderr)
@@ -247,6 +328,9 @@ class Recorder:
         signal.setitimer(signal.ITIMER_REAL, self.options.grace)
 
     def _kill_all(self) -> None:
+        if self.attach_mode:
+            self._detach_all()
+            return
         self.stop_phase = 2
         for tid in list(self.tasks):
             try:
@@ -272,16 +356,24 @@ class Recorder:
         sig = os.WSTOPSIG(status)
         event = status >> 16
         process = self.tasks.get(tid)
+        if self.detaching:
+            self._detach_task(tid, sig, event)
+            return
         if process is None:  # a new task reporting before its parent's event
             process = self._adopt(tid)
-            if sig == signal.SIGSTOP:
+            if sig == signal.SIGSTOP or event == PTRACE_EVENT_STOP:
                 self._resume(tid, 0)
                 return
         try:
             if sig == signal.SIGTRAP and event == PTRACE_EVENT_SECCOMP:
                 self._on_entry(tid, process)
             elif sig == signal.SIGTRAP | 0x80:
-                self._on_exit(tid)
+                if self.attach_mode and tid not in self.in_syscall:
+                    self.in_syscall.add(tid)
+                    self._on_entry(tid, process)
+                else:
+                    self.in_syscall.discard(tid)
+                    self._on_exit(tid)
             elif sig == signal.SIGTRAP and event in (PTRACE_EVENT_FORK, PTRACE_EVENT_VFORK,
                                                      PTRACE_EVENT_CLONE):
                 self._on_new_task(tid, event, process)
@@ -302,7 +394,22 @@ class Recorder:
             if getattr(e, "errno", None) != 3:  # ESRCH, as above
                 raise RecordError(f"tracing pid {tid}: {e}") from e
 
-    _resume = staticmethod(resume)
+    def _resume(self, tid: int, sig: int = 0) -> None:
+        if self.attach_mode:
+            resume_syscall(tid, sig)
+        else:
+            resume(tid, sig)
+
+    def _detach_task(self, tid: int, sig: int, event: int) -> None:
+        pending = self.pending.pop(tid, None)
+        if pending is not None:  # its exit will not be seen: keep what the entry had
+            self._write(pending.record)
+        deliver = sig if not event and sig not in (signal.SIGTRAP | 0x80, signal.SIGSTOP) else 0
+        try:
+            detach(tid, deliver)
+        except (TaskGone, OSError):
+            pass
+        self.tasks.pop(tid, None)
 
     def _adopt(self, tid: int) -> Process:
         tgid = _tgid_of(tid)
@@ -570,8 +677,8 @@ class Recorder:
         if record["ret"] >= 0:
             process.fds[record["ret"]] = record["object"] = {"kind": "perf_event"}
 
-    def _ioctl_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
-        return {}
+    def _ioctl_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        return {} if (args[1] >> 8) & 0xFF == sc.PERF_IOC_TYPE else None
 
     def _mmap_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
         fd = _s32(args[4])
@@ -592,6 +699,10 @@ class Recorder:
 
     def _close_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
         fd = _s32(args[0])
+        if self.attach_mode and fd not in process.fds and fd >= 0:
+            facts = procfs.object_facts(process.pid, fd)  # opened before we attached?
+            if facts["kind"] not in ("other", "closed"):
+                process.fds[fd] = facts
         known = process.fds.pop(fd, None)
         process.shapes.pop(fd, None)
         return None if known is None else {"object": known}
@@ -615,6 +726,11 @@ class Recorder:
         if record["ret"] >= 0 and old in process.fds:
             process.fds[record["ret"]] = dict(process.fds[old])
 
+    def _fcntl_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        if args[1] & 0xFFFFFFFF not in (sc.F_DUPFD, sc.F_DUPFD_CLOEXEC):
+            return None
+        return self._dup_entry(process, args)
+
     def _memfd_create_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
         try:
             return {"in": {"name": process.mem().read_cstring(args[0], 256)}}
@@ -625,7 +741,10 @@ class Recorder:
         if record["ret"] >= 0:
             process.fds[record["ret"]] = record["object"] = {"kind": "memfd"}
 
-    def _setsockopt_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
+    def _setsockopt_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        level, optname = args[1] & 0xFFFFFFFF, args[2] & 0xFFFFFFFF
+        if level != sc.SOL_SOCKET or optname not in (sc.SO_ATTACH_BPF, sc.SO_DETACH_BPF):
+            return None
         optval, optlen = args[3], args[4] & 0xFFFFFFFF
         if optval and optlen:
             try:
@@ -645,7 +764,7 @@ _ENTRY_HANDLERS = {
     sc.DUP: Recorder._dup_entry,
     sc.DUP2: Recorder._dup2_entry,
     sc.DUP3: Recorder._dup2_entry,
-    sc.FCNTL: Recorder._dup_entry,
+    sc.FCNTL: Recorder._fcntl_entry,
     sc.MEMFD_CREATE: Recorder._memfd_create_entry,
     sc.SETSOCKOPT: Recorder._setsockopt_entry,
 }
@@ -724,11 +843,11 @@ def _resolve_program(program: str) -> str:
 
 def record(argv: Sequence[str], output: str, *, duration: float | None = None,
            follow_forks: bool = False, pin_cpu: bool = True, quiet: bool = False,
-           comment: str | None = None) -> RecordResult:
+           comment: str | None = None, attach_pid: int | None = None) -> RecordResult:
     """Record ``argv`` into ``output``; returns the program's exit code (128+N for a
     signal) and the number of calls recorded."""
-    if not argv:
+    if not argv and attach_pid is None:
         raise RecordError("record: no program given")
     options = RecordOptions(list(argv), output, duration, follow_forks, pin_cpu, quiet=quiet,
-                            comment=comment)
+                            comment=comment, attach_pid=attach_pid)
     return Recorder(options).run()

@@ -291,3 +291,31 @@ def test_exit_status_passes_through(tmp_path):
     result = subprocess.run([*BPFREPLAY, "record", "-q", "-o", str(out), "--", "/bin/sh", "-c",
                              "exit 7"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 7
+
+
+def test_attach_to_running_process_and_detach(tmp_path, test_progs):
+    require_kernel()
+    program = subprocess.Popen([str(test_progs / "bpf_heavy"), "1000000000"])
+    try:
+        time.sleep(0.3)
+        out = tmp_path / "attached.mp"
+        result = subprocess.run([*BPFREPLAY, "record", "-p", str(program.pid), "--duration",
+                                 "0.5", "-o", str(out)], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        calls = trace_calls(out)
+        assert calls, "calls made after attaching were recorded"
+        assert {cmd_name(c["cmd"]) for c in calls} == {"BPF_MAP_UPDATE_ELEM"}
+        map_fd = _field("BPF_MAP_UPDATE_ELEM", calls[0]["attr"], "map_fd")
+        fdinfo = Path(f"/proc/{program.pid}/fdinfo/{map_fd}").read_text()
+        key_size = int(re.search(r"key_size:\s+(\d+)", fdinfo).group(1))
+        value_size = int(re.search(r"value_size:\s+(\d+)", fdinfo).group(1))
+        assert all(len(c["in"]["key"]) == key_size for c in calls)
+        assert all(len(c["in"]["value"]) == value_size for c in calls)
+        time.sleep(0.2)
+        state = Path(f"/proc/{program.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state in ("R", "S"), f"left in state {state}"
+        assert program.poll() is None, "the attached program still runs after detaching"
+    finally:
+        program.kill()
+        program.wait()

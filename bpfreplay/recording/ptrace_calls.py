@@ -65,3 +65,32 @@ def resume_to_exit(tid: int) -> None:
     """PTRACE_SYSCALL from a seccomp stop: the next stop is this syscall's exit."""
     if _ptrace(PTRACE_SYSCALL, tid, None, 0) == -1:
         _fail("SYSCALL", tid)
+
+
+# Attaching to a running process (record -p): no seccomp filter can be added to it
+# safely (it would outlive us and turn the traced calls into ENOSYS), so every
+# syscall stops and PTRACE_SYSCALL drives it.
+PTRACE_DETACH = 17
+PTRACE_SEIZE = 0x4206
+PTRACE_INTERRUPT = 0x4207
+
+
+def seize(tid: int, options: int) -> None:
+    if _ptrace(PTRACE_SEIZE, tid, None, options) == -1:
+        _fail("SEIZE", tid)
+
+
+def interrupt(tid: int) -> None:
+    if _ptrace(PTRACE_INTERRUPT, tid, None, None) == -1 and ctypes.get_errno() != ESRCH:
+        _fail("INTERRUPT", tid)
+
+
+def resume_syscall(tid: int, sig: int = 0) -> None:
+    """PTRACE_SYSCALL: run to the next syscall entry or exit (attach mode)."""
+    if _ptrace(PTRACE_SYSCALL, tid, None, sig) == -1 and ctypes.get_errno() != ESRCH:
+        _fail("SYSCALL", tid)
+
+
+def detach(tid: int, sig: int = 0) -> None:
+    if _ptrace(PTRACE_DETACH, tid, None, sig) == -1 and ctypes.get_errno() != ESRCH:
+        _fail("DETACH", tid)
