@@ -319,3 +319,32 @@ def test_attach_to_running_process_and_detach(tmp_path, test_progs):
     finally:
         program.kill()
         program.wait()
+
+
+def _compile(tmp_path: Path, source: str) -> Path:
+    require_tool("cc")
+    exe = tmp_path / Path(source).stem
+    src = Path(__file__).parent / "data" / "record" / source
+    subprocess.run(["cc", "-O1", "-o", str(exe), str(src)], check=True, timeout=120)
+    return exe
+
+
+def test_verifier_log_and_common_attrs(tmp_path):
+    """The verifier log we capture is the text the program itself got back; the
+    5-argument BPF_COMMON_ATTRS form keeps its common attr."""
+    require_kernel()
+    exe = _compile(tmp_path, "verifier_log.c")
+    out = tmp_path / "log.mp"
+    result = subprocess.run([*BPFREPLAY, "record", "-q", "-o", str(out), "--", str(exe)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.split("\n", 1)[1].split("--- end of log\n")[0]
+    calls = [c for c in trace_calls(out) if c["syscall"] == "bpf"]
+    first, second = calls
+    assert first["ret"] == -1 and first["errno"] > 0
+    assert first["out"]["log_buf"].decode() == printed
+    assert "R2 !read_ok" in printed  # the kernel's own words, not ours
+    assert second["cmd"] == cmd_value("BPF_PROG_LOAD") | (1 << 16)
+    assert len(second["common"]) == second["args"][4]  # size_common, as passed
+    assert int.from_bytes(second["common"][8:12], "little") == 128  # log_size
+    assert second["in"]["insns"] == first["in"]["insns"]
