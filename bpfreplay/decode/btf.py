@@ -1,0 +1,409 @@
+"""BTF: parse a raw BTF blob (as given to BPF_BTF_LOAD, in an object's .BTF section or
+in /sys/kernel/btf/vmlinux) into types, and print it the way ``bpftool btf dump file``
+does.
+
+Pure: bytes in, meaning out. Corrupt input raises ``DecodeError``, never anything else.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from bpfreplay.errors import DecodeError
+
+BTF_MAGIC = 0xEB9F
+BTF_HEADER_MIN = 24
+
+
+class Kind(enum.IntEnum):
+    UNKN = 0
+    INT = 1
+    PTR = 2
+    ARRAY = 3
+    STRUCT = 4
+    UNION = 5
+    ENUM = 6
+    FWD = 7
+    TYPEDEF = 8
+    VOLATILE = 9
+    CONST = 10
+    RESTRICT = 11
+    FUNC = 12
+    FUNC_PROTO = 13
+    VAR = 14
+    DATASEC = 15
+    FLOAT = 16
+    DECL_TAG = 17
+    TYPE_TAG = 18
+    ENUM64 = 19
+
+
+# INT encoding bits.
+INT_SIGNED, INT_CHAR, INT_BOOL = 1, 2, 4
+# Linkage of FUNC (in vlen) and VAR.
+FUNC_LINKAGE = {0: "static", 1: "global", 2: "extern"}
+VAR_LINKAGE = {0: "static", 1: "global", 2: "extern"}
+
+# Kinds whose third word is a size, not a type id.
+SIZED_KINDS = frozenset({Kind.INT, Kind.STRUCT, Kind.UNION, Kind.ENUM, Kind.DATASEC,
+                         Kind.FLOAT, Kind.ENUM64})
+# Kinds that only qualify or rename another type.
+MODIFIER_KINDS = frozenset({Kind.TYPEDEF, Kind.VOLATILE, Kind.CONST, Kind.RESTRICT,
+                            Kind.TYPE_TAG})
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    magic: int
+    version: int
+    flags: int
+    hdr_len: int
+    type_off: int
+    type_len: int
+    str_off: int
+    str_len: int
+    extra: bytes = b""  # header bytes past the fields above (newer kernels' additions)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A struct/union member, a function parameter (offset 0), or an enumerator."""
+
+    name: str
+    type: int
+    bit_offset: int = 0
+    bitfield_size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Enumerator:
+    name: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class SecInfo:
+    type: int
+    offset: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Type:
+    """One BTF type. ``size`` is set for sized kinds, ``ref`` for kinds pointing at
+    another type (PTR, TYPEDEF, modifiers, FUNC, VAR, DECL_TAG, FUNC_PROTO's return)."""
+
+    id: int
+    kind: int  # a Kind value; unknown kinds are refused at parse time
+    name: str
+    name_off: int
+    vlen: int
+    kind_flag: bool
+    size: int = 0
+    ref: int = 0
+    # INT
+    encoding: int = 0
+    bits_offset: int = 0
+    nr_bits: int = 0
+    # ARRAY
+    elem_type: int = 0
+    index_type: int = 0
+    nelems: int = 0
+    # STRUCT, UNION, FUNC_PROTO (params)
+    members: tuple[Member, ...] = ()
+    # ENUM, ENUM64
+    enumerators: tuple[Enumerator, ...] = ()
+    # VAR linkage, FUNC linkage (= vlen), DECL_TAG component_idx
+    linkage: int = 0
+    component_idx: int = 0
+    # DATASEC
+    secinfos: tuple[SecInfo, ...] = ()
+
+    @property
+    def kind_name(self) -> str:
+        return Kind(self.kind).name
+
+
+@dataclass
+class Btf:
+    """A parsed BTF blob. ``types[i]`` is type id ``start_id + i``; id 0 is void."""
+
+    header: Header
+    types: list[Type]
+    strings: bytes
+    start_id: int = 1
+    base: Btf | None = None
+    _by_name: dict[str, list[int]] | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return self.start_id + len(self.types)
+
+    def type(self, type_id: int) -> Type | None:
+        """The type with this id (looking in the base BTF for split BTF); None for void
+        or an id out of range."""
+        if type_id >= self.start_id:
+            index = type_id - self.start_id
+            return self.types[index] if index < len(self.types) else None
+        if self.base is not None:
+            return self.base.type(type_id)
+        return None
+
+    def name(self, type_id: int) -> str:
+        t = self.type(type_id)
+        return t.name if t else ""
+
+    def by_name(self, name: str, kind: int | None = None) -> Type | None:
+        """The first type called ``name`` (of ``kind`` if given)."""
+        if self._by_name is None:
+            index: dict[str, list[int]] = {}
+            for t in self.types:
+                if t.name:
+                    index.setdefault(t.name, []).append(t.id)
+            self._by_name = index
+        for type_id in self._by_name.get(name, ()):
+            t = self.type(type_id)
+            if t is not None and (kind is None or t.kind == kind):
+                return t
+        return None
+
+    def string_at(self, offset: int) -> str:
+        return _string_at(self.strings, offset)
+
+    def skip_modifiers(self, type_id: int) -> Type | None:
+        """Follow typedefs and qualifiers to the type they stand for."""
+        seen = 0
+        t = self.type(type_id)
+        while t is not None and t.kind in MODIFIER_KINDS and seen < 64:
+            t = self.type(t.ref)
+            seen += 1
+        return t
+
+    def type_size(self, type_id: int) -> int:
+        """sizeof() of a type; DecodeError if it has none (void, functions) or loops."""
+        for _ in range(64):
+            t = self.type(type_id)
+            if t is None:
+                raise DecodeError(f"BTF type {type_id} has no size")
+            if t.kind in SIZED_KINDS:
+                return t.size
+            if t.kind == Kind.PTR:
+                return 8
+            if t.kind == Kind.ARRAY:
+                return t.nelems * self.type_size(t.elem_type)
+            if t.kind in MODIFIER_KINDS or t.kind == Kind.VAR:
+                type_id = t.ref
+                continue
+            raise DecodeError(f"BTF type {type_id} ({t.kind_name}) has no size")
+        raise DecodeError(f"BTF type {type_id}: chain of types too long")
+
+
+def _string_at(strings: bytes, offset: int) -> str:
+    if offset >= len(strings):
+        raise DecodeError(f"BTF string offset {offset} is past the string section "
+                          f"({len(strings)} bytes)")
+    end = strings.find(b"\0", offset)
+    if end < 0:
+        end = len(strings)
+    return strings[offset:end].decode("utf-8", errors="replace")
+
+
+_HEADER = struct.Struct("<HBBIIIII")
+_TYPE = struct.Struct("<III")
+
+
+def parse_header(blob: bytes) -> Header:
+    if len(blob) < BTF_HEADER_MIN:
+        raise DecodeError(f"BTF blob of {len(blob)} bytes is shorter than a BTF header")
+    magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = \
+        _HEADER.unpack_from(blob)
+    if magic != BTF_MAGIC:
+        if magic == 0x9FEB:
+            raise DecodeError("BTF blob is big-endian; only little-endian BTF is supported")
+        raise DecodeError(f"not BTF: magic {magic:#06x}, expected {BTF_MAGIC:#06x}")
+    if hdr_len < BTF_HEADER_MIN or hdr_len > len(blob):
+        raise DecodeError(f"BTF header length {hdr_len} does not fit a {len(blob)}-byte blob")
+    for what, off, length in (("type", type_off, type_len), ("string", str_off, str_len)):
+        if hdr_len + off + length > len(blob):
+            raise DecodeError(f"BTF {what} section ({off}+{length} after a {hdr_len}-byte "
+                              f"header) runs past the {len(blob)}-byte blob")
+    return Header(magic, version, flags, hdr_len, type_off, type_len, str_off, str_len,
+                  bytes(blob[BTF_HEADER_MIN:hdr_len]))
+
+
+def parse_btf(blob: bytes, base: Btf | None = None) -> Btf:
+    """Parse a raw BTF blob. With ``base`` (vmlinux), ``blob`` is split BTF (a module's)
+    whose ids continue the base's."""
+    blob = bytes(blob)
+    header = parse_header(blob)
+    types_start = header.hdr_len + header.type_off
+    strings_start = header.hdr_len + header.str_off
+    strings = blob[strings_start:strings_start + header.str_len]
+    if strings and strings[0] != 0 and base is None:
+        raise DecodeError("BTF string section does not start with an empty string")
+    start_id = len(base) if base is not None else 1
+    types = _parse_types(blob, types_start, types_start + header.type_len, strings, start_id)
+    return Btf(header, types, strings, start_id, base)
+
+
+def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int) -> list[Type]:
+    types: list[Type] = []
+    unpack_type = _TYPE.unpack_from
+    names: dict[int, str] = {}
+
+    def name_of(offset: int) -> str:
+        hit = names.get(offset)
+        if hit is None:
+            hit = names[offset] = _string_at(strings, offset) if offset else ""
+        return hit
+
+    while pos < end:
+        if pos + 12 > end:
+            raise DecodeError(f"BTF type {next_id} is truncated")
+        name_off, info, size_or_type = unpack_type(blob, pos)
+        pos += 12
+        kind = (info >> 24) & 0x1F
+        vlen = info & 0xFFFF
+        kind_flag = bool(info >> 31)
+        name = name_of(name_off)
+        extra = _EXTRA_SIZE.get(kind)
+        if extra is None:
+            raise DecodeError(f"BTF type {next_id} has unknown kind {kind}")
+        length = extra[0] + extra[1] * vlen
+        if pos + length > end:
+            raise DecodeError(f"BTF type {next_id} ({Kind(kind).name} '{name}') is truncated")
+        common = dict(id=next_id, kind=kind, name=name, name_off=name_off, vlen=vlen,
+                      kind_flag=kind_flag)
+        if kind in SIZED_KINDS:
+            common["size"] = size_or_type
+        else:
+            common["ref"] = size_or_type
+        entries = blob[pos:pos + length]
+        if kind == Kind.INT:
+            (word,) = struct.unpack_from("<I", blob, pos)
+            t = Type(**common, encoding=(word >> 24) & 0x0F, bits_offset=(word >> 16) & 0xFF,
+                     nr_bits=word & 0xFF)
+        elif kind == Kind.ARRAY:
+            elem, index, nelems = struct.unpack_from("<III", blob, pos)
+            t = Type(**common, elem_type=elem, index_type=index, nelems=nelems)
+        elif kind in (Kind.STRUCT, Kind.UNION):
+            members = []
+            for m_name, m_type, m_off in struct.iter_unpack("<III", entries):
+                if kind_flag:
+                    members.append(Member(name_of(m_name), m_type, m_off & 0xFFFFFF, m_off >> 24))
+                else:
+                    members.append(Member(name_of(m_name), m_type, m_off, 0))
+            t = Type(**common, members=tuple(members))
+        elif kind == Kind.ENUM:
+            fmt = "<Ii" if kind_flag else "<II"
+            t = Type(**common, enumerators=tuple(
+                Enumerator(name_of(n), v) for n, v in struct.iter_unpack(fmt, entries)))
+        elif kind == Kind.ENUM64:
+            values = []
+            for n, lo, hi in struct.iter_unpack("<III", entries):
+                value = (hi << 32) | lo
+                if kind_flag and value >= 1 << 63:
+                    value -= 1 << 64
+                values.append(Enumerator(name_of(n), value))
+            t = Type(**common, enumerators=tuple(values))
+        elif kind == Kind.FUNC_PROTO:
+            t = Type(**common, members=tuple(
+                Member(name_of(n), ty) for n, ty in struct.iter_unpack("<II", entries)))
+        elif kind == Kind.VAR:
+            (linkage,) = struct.unpack_from("<I", blob, pos)
+            t = Type(**common, linkage=linkage)
+        elif kind == Kind.FUNC:
+            t = Type(**common, linkage=vlen)
+        elif kind == Kind.DATASEC:
+            t = Type(**common, secinfos=tuple(
+                SecInfo(*v) for v in struct.iter_unpack("<III", entries)))
+        elif kind == Kind.DECL_TAG:
+            (component_idx,) = struct.unpack_from("<i", blob, pos)
+            t = Type(**common, component_idx=component_idx)
+        else:
+            t = Type(**common)
+        types.append(t)
+        pos += length
+        next_id += 1
+    return types
+
+
+# Per kind: (fixed bytes after btf_type, bytes per vlen entry).
+_EXTRA_SIZE = {
+    Kind.INT: (4, 0), Kind.PTR: (0, 0), Kind.ARRAY: (12, 0), Kind.STRUCT: (0, 12),
+    Kind.UNION: (0, 12), Kind.ENUM: (0, 8), Kind.FWD: (0, 0), Kind.TYPEDEF: (0, 0),
+    Kind.VOLATILE: (0, 0), Kind.CONST: (0, 0), Kind.RESTRICT: (0, 0), Kind.FUNC: (0, 0),
+    Kind.FUNC_PROTO: (0, 8), Kind.VAR: (4, 0), Kind.DATASEC: (0, 12), Kind.FLOAT: (0, 0),
+    Kind.DECL_TAG: (4, 0), Kind.TYPE_TAG: (0, 0), Kind.ENUM64: (0, 12),
+}
+
+
+# --------------------------------------------------------------------- printing
+
+
+def _int_encoding(encoding: int) -> str:
+    return {0: "(none)", INT_SIGNED: "SIGNED", INT_CHAR: "CHAR", INT_BOOL: "BOOL"}.get(
+        encoding, "UNKN")
+
+
+def _quoted(name: str) -> str:
+    return f"'{name or '(anon)'}'"
+
+
+def dump_type(btf: Btf, t: Type) -> Iterator[str]:
+    """The lines ``bpftool btf dump`` prints for one type (raw format)."""
+    head = f"[{t.id}] {t.kind_name} {_quoted(t.name)}"
+    kind = t.kind
+    if kind == Kind.INT:
+        yield (f"{head} size={t.size} bits_offset={t.bits_offset} nr_bits={t.nr_bits} "
+               f"encoding={_int_encoding(t.encoding)}")
+    elif kind in (Kind.PTR, Kind.CONST, Kind.VOLATILE, Kind.RESTRICT, Kind.TYPEDEF,
+                  Kind.TYPE_TAG):
+        yield f"{head} type_id={t.ref}"
+    elif kind == Kind.ARRAY:
+        yield f"{head} type_id={t.elem_type} index_type_id={t.index_type} nr_elems={t.nelems}"
+    elif kind in (Kind.STRUCT, Kind.UNION):
+        yield f"{head} size={t.size} vlen={t.vlen}"
+        for m in t.members:
+            line = f"\t{_quoted(m.name)} type_id={m.type} bits_offset={m.bit_offset}"
+            if m.bitfield_size:
+                line += f" bitfield_size={m.bitfield_size}"
+            yield line
+    elif kind in (Kind.ENUM, Kind.ENUM64):
+        sign = "SIGNED" if t.kind_flag else "UNSIGNED"
+        yield f"{head} encoding={sign} size={t.size} vlen={t.vlen}"
+        suffix = ("LL" if t.kind_flag else "ULL") if kind == Kind.ENUM64 else ""
+        for e in t.enumerators:
+            yield f"\t{_quoted(e.name)} val={e.value}{suffix}"
+    elif kind == Kind.FWD:
+        yield f"{head} fwd_kind={'union' if t.kind_flag else 'struct'}"
+    elif kind == Kind.FUNC:
+        linkage = FUNC_LINKAGE.get(t.linkage, "(unknown)")
+        yield f"{head} type_id={t.ref} linkage={linkage}"
+    elif kind == Kind.FUNC_PROTO:
+        yield f"{head} ret_type_id={t.ref} vlen={t.vlen}"
+        for p in t.members:
+            yield f"\t{_quoted(p.name)} type_id={p.type}"
+    elif kind == Kind.VAR:
+        linkage = VAR_LINKAGE.get(t.linkage, "(unknown)")
+        yield f"{head} type_id={t.ref}, linkage={linkage}"
+    elif kind == Kind.DATASEC:
+        yield f"{head} size={t.size} vlen={t.vlen}"
+        for s in t.secinfos:
+            var = btf.type(s.type)
+            what = f" ({var.kind_name} {_quoted(var.name)})" if var is not None else ""
+            yield f"\ttype_id={s.type} offset={s.offset} size={s.size}{what}"
+    elif kind == Kind.FLOAT:
+        yield f"{head} size={t.size}"
+    elif kind == Kind.DECL_TAG:
+        yield f"{head} type_id={t.ref} component_idx={t.component_idx}"
+    else:
+        yield head
+
+
+def dump_btf(btf: Btf) -> Iterator[str]:
+    """Every type of ``btf`` as ``bpftool btf dump file BLOB`` prints them."""
+    for t in btf.types:
+        yield from dump_type(btf, t)
