@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ptrace.binding import ptrace_geteventmsg, ptrace_setoptions
@@ -29,7 +29,7 @@ from bpfreplay import __version__
 from bpfreplay.errors import RecordError
 from bpfreplay.recording import procfs
 from bpfreplay.recording import syscalls as sc
-from bpfreplay.recording.memory import TraceeMemory
+from bpfreplay.recording.capture import CallCapture, Process
 from bpfreplay.recording.ptrace_calls import (
     TaskGone,
     detach,
@@ -43,14 +43,6 @@ from bpfreplay.recording.ptrace_calls import (
 )
 from bpfreplay.recording.spawn import spawn_traced
 from bpfreplay.trace.writer import TraceWriter
-from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name, struct_layout
-from bpfreplay.uapi.pointers import (
-    CSTRING_MAX,
-    MapShape,
-    compiled_command,
-    plan_buffers,
-    read_field,
-)
 
 PTRACE_O_TRACESYSGOOD = 0x01
 PTRACE_O_TRACEFORK = 0x02
@@ -66,50 +58,6 @@ PTRACE_EVENT_STOP = 128
 WALL = 0x40000000  # __WALL: wait for threads and for children of any kind
 RAX_OFFSET = 80  # offsetof(struct user_regs_struct, rax)
 
-# bpf() commands after which the kernel has written into the attr itself.
-_WRITES_ATTR = frozenset(
-    {"BPF_PROG_LOAD", "BPF_BTF_LOAD", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_QUERY",
-     "BPF_MAP_LOOKUP_BATCH", "BPF_MAP_LOOKUP_AND_DELETE_BATCH", "BPF_MAP_UPDATE_BATCH",
-     "BPF_MAP_DELETE_BATCH", "BPF_PROG_TEST_RUN", "BPF_PROG_RUN", "BPF_TASK_FD_QUERY",
-     "BPF_PROG_GET_NEXT_ID", "BPF_MAP_GET_NEXT_ID", "BPF_BTF_GET_NEXT_ID",
-     "BPF_LINK_GET_NEXT_ID"}
-)
-# bpf() commands that return a new fd.
-_RETURNS_FD = frozenset(
-    {"BPF_MAP_CREATE", "BPF_PROG_LOAD", "BPF_OBJ_GET", "BPF_PROG_GET_FD_BY_ID",
-     "BPF_MAP_GET_FD_BY_ID", "BPF_BTF_GET_FD_BY_ID", "BPF_LINK_GET_FD_BY_ID",
-     "BPF_RAW_TRACEPOINT_OPEN", "BPF_BTF_LOAD", "BPF_LINK_CREATE", "BPF_ITER_CREATE",
-     "BPF_TOKEN_CREATE"}
-)
-_NEEDS_EXIT_WORK = _WRITES_ATTR | _RETURNS_FD
-# The kernel refuses bpf_attr larger than a page (E2BIG): nothing past it is worth copying.
-_ATTR_MAX = 4096
-_PERF_ATTR_SIZE_VER0 = 64
-_PERF_ATTR_CONFIG1 = 56  # offsetof(struct perf_event_attr, config1): kprobe/uprobe path
-
-
-@dataclass
-class Process:
-    """A traced thread group: its memory, its fd table, whether we record it."""
-
-    pid: int
-    recording: bool
-    memory: TraceeMemory | None = None
-    fds: dict[int, dict[str, Any]] = field(default_factory=dict)
-    mmaps: dict[int, int] = field(default_factory=dict)  # address -> length of BPF mmaps
-    shapes: dict[int, MapShape] = field(default_factory=dict)  # map fd -> key/value sizes
-    announced: bool = False
-    shape_lookup: Any = None  # fd -> MapShape, bound once to this process
-
-    def mem(self) -> TraceeMemory:
-        if self.memory is None:
-            self.memory = TraceeMemory(self.pid)
-        return self.memory
-
-    def forget_memory(self) -> None:
-        if self.memory is not None:
-            self.memory.close()
-            self.memory = None
 
 
 @dataclass
@@ -155,7 +103,7 @@ class Recorder:
         self.exit_code: int | None = None
         self.stop_phase = 0  # 0 running, 1 asked to stop, 2 killed
         self.ncpus = procfs.possible_cpus()
-        self._perf_probe_types = _dynamic_pmu_types()
+        self.capture = CallCapture(self.ncpus)
         self.writer: TraceWriter | None = None
         self.t0 = 0
         self.attach_mode = options.attach_pid is not None
@@ -527,155 +475,7 @@ class Recorder:
             "libbpf": procfs.mapped_libbpf(process.pid),
         })
 
-    # ------------------------------------------------------- bpf() capture
-
-    def _map_shape(self, process: Process, fd: int) -> MapShape | None:
-        shape = process.shapes.get(fd)
-        if shape is not None:
-            return shape
-        known = process.fds.get(fd)
-        if known is None or "key_size" not in known:
-            facts = procfs.object_facts(process.pid, fd)
-            if facts.get("kind") != "map":
-                return None
-            process.fds[fd] = known = facts
-        shape = MapShape(int(known.get("map_type", 0)), int(known["key_size"]),
-                         int(known["value_size"]))
-        process.shapes[fd] = shape
-        return shape
-
-    def _copy_buffers(self, process: Process, cmd: int, attr: bytes, at_exit: bool,
-                      insns: bytes | None = None, only: str | None = None,
-                      ) -> tuple[dict[str, bytes], dict[str, str]]:
-        mem = process.mem()
-        copied: dict[str, bytes] = {}
-        faults: dict[str, str] = {}
-        if process.shape_lookup is None:
-            process.shape_lookup = lambda fd: self._map_shape(process, fd)
-        for b in plan_buffers(cmd, attr, at_exit=at_exit, ncpus=self.ncpus, insns=insns,
-                              map_shape=process.shape_lookup):
-            if only is not None and b.field != only:
-                continue
-            try:
-                if b.length is None:
-                    copied[b.field] = mem.read_cstring(b.address, CSTRING_MAX)
-                elif b.until_nul:
-                    copied[b.field] = mem.read_until_nul(b.address, b.length)
-                else:
-                    copied[b.field] = mem.read(b.address, b.length)
-            except OSError as e:
-                faults[b.field] = os.strerror(e.errno) if e.errno else str(e)
-        return copied, faults
-
-    def _bpf_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
-        cmd = args[0] & 0xFFFFFFFF
-        size = args[2] & 0xFFFFFFFF
-        record: dict[str, Any] = {"cmd": cmd, "size": size}
-        mem = process.mem()
-        try:
-            attr = mem.read(args[1], min(size, _ATTR_MAX)) if args[1] else b""
-        except OSError as e:
-            record["attr_fault"] = os.strerror(e.errno or 14)
-            return record
-        record["attr"] = attr
-        copied, faults = self._copy_buffers(process, cmd, attr, False)
-        if "insns" in copied and "fd_array" not in copied and cmd_name(cmd) == "BPF_PROG_LOAD":
-            # Without fd_array_cnt, fd_array is as long as the instructions index it.
-            more, more_faults = self._copy_buffers(process, cmd, attr, False, copied["insns"],
-                                                   only="fd_array")
-            copied.update(more)
-            faults.update(more_faults)
-        record["in"] = copied
-        if faults:
-            record["faults"] = faults
-        if cmd & BPF_COMMON_ATTRS and args[3]:
-            common_size = args[4] & 0xFFFFFFFF
-            try:
-                record["common"] = mem.read(args[3], min(common_size, _ATTR_MAX))
-            except OSError as e:
-                record.setdefault("faults", {})["common"] = os.strerror(e.errno or 14)
-        return record
-
-    def _bpf_exit(self, process: Process, record: dict[str, Any]) -> None:
-        attr = record.get("attr")
-        if attr is None:
-            return
-        cmd = record["cmd"] & ~BPF_COMMON_ATTRS
-        name = cmd_name(cmd)
-        if (name not in _NEEDS_EXIT_WORK and not compiled_command(cmd).at_exit
-                and "common" not in record):
-            return
-        mem = process.mem()
-        args = record["args"]
-        if name in _WRITES_ATTR:
-            try:
-                after = mem.read(args[1], len(attr))
-            except OSError:
-                after = attr
-            if after != attr:
-                record["attr_out"] = after
-                attr = after
-        out, faults = self._copy_buffers(process, cmd, attr, True)
-        if record["ret"] < 0:  # failed: keep what the kernel explains (logs), not stale outputs
-            out = {k: v for k, v in out.items() if k in ("log_buf", "btf_log_buf")}
-        if out:
-            record["out"] = out
-        if faults and record["ret"] >= 0:
-            record.setdefault("faults", {}).update({f"out.{k}": v for k, v in faults.items()})
-        if "common" in record:
-            self._common_log(process, record)
-        if name in _RETURNS_FD and record["ret"] >= 0:
-            facts = procfs.object_facts(process.pid, record["ret"])
-            if name == "BPF_MAP_CREATE":
-                layout_fields = _map_create_fields()
-                facts.setdefault("map_type", read_field(attr, layout_fields["map_type"]))
-                facts.setdefault("key_size", read_field(attr, layout_fields["key_size"]))
-                facts.setdefault("value_size", read_field(attr, layout_fields["value_size"]))
-            process.fds[record["ret"]] = facts
-            record["object"] = facts
-
-    def _common_log(self, process: Process, record: dict[str, Any]) -> None:
-        layout = struct_layout("bpf_common_attr")
-        if layout is None:
-            return
-        fields = {f.name: f for f in layout.fields}
-        common = record["common"]
-        address = read_field(common, fields["log_buf"])
-        size = read_field(common, fields["log_size"])
-        if address and size:
-            try:
-                record.setdefault("out", {})["common.log_buf"] = process.mem().read_until_nul(
-                    address, size)
-            except OSError:
-                pass
-
     # ------------------------------------------------ other recorded calls
-
-    def _perf_event_open_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
-        record: dict[str, Any] = {}
-        mem = process.mem()
-        try:
-            head = mem.read(args[0], 8)
-            size = int.from_bytes(head[4:8], "little") or _PERF_ATTR_SIZE_VER0
-            attr = mem.read(args[0], min(size, _ATTR_MAX))
-        except OSError as e:
-            record["attr_fault"] = os.strerror(e.errno or 14)
-            return record
-        record["attr"] = attr
-        perf_type = int.from_bytes(attr[0:4], "little")
-        if perf_type in self._perf_probe_types and len(attr) >= _PERF_ATTR_CONFIG1 + 8:
-            path_address = int.from_bytes(attr[_PERF_ATTR_CONFIG1:_PERF_ATTR_CONFIG1 + 8],
-                                          "little")
-            if path_address:
-                try:
-                    record["in"] = {"config1": mem.read_cstring(path_address, CSTRING_MAX)}
-                except OSError:
-                    pass
-        return record
-
-    def _perf_event_open_exit(self, process: Process, record: dict[str, Any]) -> None:
-        if record["ret"] >= 0:
-            process.fds[record["ret"]] = record["object"] = {"kind": "perf_event"}
 
     def _ioctl_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
         return {} if (args[1] >> 8) & 0xFF == sc.PERF_IOC_TYPE else None
@@ -755,8 +555,9 @@ class Recorder:
 
 
 _ENTRY_HANDLERS = {
-    sc.BPF: Recorder._bpf_entry,
-    sc.PERF_EVENT_OPEN: Recorder._perf_event_open_entry,
+    sc.BPF: lambda self, process, args: self.capture.bpf_entry(process, args),
+    sc.PERF_EVENT_OPEN: lambda self, process, args: self.capture.perf_event_open_entry(
+        process, args),
     sc.IOCTL: Recorder._ioctl_entry,
     sc.MMAP: Recorder._mmap_entry,
     sc.MUNMAP: Recorder._munmap_entry,
@@ -769,8 +570,9 @@ _ENTRY_HANDLERS = {
     sc.SETSOCKOPT: Recorder._setsockopt_entry,
 }
 _EXIT_HANDLERS = {
-    "bpf": Recorder._bpf_exit,
-    "perf_event_open": Recorder._perf_event_open_exit,
+    "bpf": lambda self, process, record: self.capture.bpf_exit(process, record),
+    "perf_event_open": lambda self, process, record: self.capture.perf_event_open_exit(
+        process, record),
     "mmap": Recorder._mmap_exit,
     "dup": Recorder._dup_exit,
     "dup2": Recorder._dup_exit,
@@ -778,14 +580,6 @@ _EXIT_HANDLERS = {
     "fcntl": Recorder._dup_exit,
     "memfd_create": Recorder._memfd_create_exit,
 }
-
-
-def _map_create_fields() -> dict[str, Any]:
-    from bpfreplay.uapi import attr_layout, cmd_value
-
-    layout = attr_layout(cmd_value("BPF_MAP_CREATE"))
-    assert layout is not None
-    return {f.name: f for f in layout.fields}
 
 
 def _s32(value: int) -> int:
@@ -802,18 +596,6 @@ def _tgid_of(tid: int) -> int:
     except OSError:
         pass
     return tid
-
-
-def _dynamic_pmu_types() -> frozenset[int]:
-    """perf_event types of the kprobe/uprobe PMUs, whose config1 points at a path/name."""
-    types = set()
-    for pmu in ("kprobe", "uprobe"):
-        try:
-            with open(f"/sys/bus/event_source/devices/{pmu}/type") as f:
-                types.add(int(f.read()))
-        except (OSError, ValueError):
-            pass
-    return frozenset(types)
 
 
 def _pick_cpu() -> int | None:

@@ -1,0 +1,246 @@
+"""What a recorded call holds, read from the memory of the process that made it.
+
+Shared by the ptrace recorder (reading a tracee through /proc/PID/mem) and by the
+loader's own tracer in ``bpfreplay.sys`` (reading /proc/self/mem), so that both write
+the same records for the same call: the attr, every buffer it points to (sized by
+``uapi.pointers``), the kernel's answers and what each new fd is.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from bpfreplay.recording import procfs
+from bpfreplay.recording.memory import TraceeMemory
+from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name, struct_layout
+from bpfreplay.uapi.pointers import (
+    CSTRING_MAX,
+    MapShape,
+    compiled_command,
+    plan_buffers,
+    read_field,
+)
+
+# bpf() commands after which the kernel has written into the attr itself.
+_WRITES_ATTR = frozenset(
+    {"BPF_PROG_LOAD", "BPF_BTF_LOAD", "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_QUERY",
+     "BPF_MAP_LOOKUP_BATCH", "BPF_MAP_LOOKUP_AND_DELETE_BATCH", "BPF_MAP_UPDATE_BATCH",
+     "BPF_MAP_DELETE_BATCH", "BPF_PROG_TEST_RUN", "BPF_PROG_RUN", "BPF_TASK_FD_QUERY",
+     "BPF_PROG_GET_NEXT_ID", "BPF_MAP_GET_NEXT_ID", "BPF_BTF_GET_NEXT_ID",
+     "BPF_LINK_GET_NEXT_ID"}
+)
+# bpf() commands that return a new fd.
+_RETURNS_FD = frozenset(
+    {"BPF_MAP_CREATE", "BPF_PROG_LOAD", "BPF_OBJ_GET", "BPF_PROG_GET_FD_BY_ID",
+     "BPF_MAP_GET_FD_BY_ID", "BPF_BTF_GET_FD_BY_ID", "BPF_LINK_GET_FD_BY_ID",
+     "BPF_RAW_TRACEPOINT_OPEN", "BPF_BTF_LOAD", "BPF_LINK_CREATE", "BPF_ITER_CREATE",
+     "BPF_TOKEN_CREATE"}
+)
+_NEEDS_EXIT_WORK = _WRITES_ATTR | _RETURNS_FD
+# The kernel refuses bpf_attr larger than a page (E2BIG): nothing past it is worth copying.
+_ATTR_MAX = 4096
+_PERF_ATTR_SIZE_VER0 = 64
+_PERF_ATTR_CONFIG1 = 56  # offsetof(struct perf_event_attr, config1): kprobe/uprobe path
+
+
+@dataclass
+class Process:
+    """A traced thread group: its memory, its fd table, whether we record it."""
+
+    pid: int
+    recording: bool
+    memory: TraceeMemory | None = None
+    fds: dict[int, dict[str, Any]] = field(default_factory=dict)
+    mmaps: dict[int, int] = field(default_factory=dict)  # address -> length of BPF mmaps
+    shapes: dict[int, MapShape] = field(default_factory=dict)  # map fd -> key/value sizes
+    announced: bool = False
+    shape_lookup: Any = None  # fd -> MapShape, bound once to this process
+
+    def mem(self) -> TraceeMemory:
+        if self.memory is None:
+            self.memory = TraceeMemory(self.pid)
+        return self.memory
+
+    def forget_memory(self) -> None:
+        if self.memory is not None:
+            self.memory.close()
+            self.memory = None
+
+
+class CallCapture:
+    """Builds the record of a bpf() or perf_event_open() call at entry and completes it
+    at exit."""
+
+    def __init__(self, ncpus: int | None = None, perf_probe_types: frozenset[int] | None = None):
+        self.ncpus = ncpus if ncpus is not None else procfs.possible_cpus()
+        self.perf_probe_types = (perf_probe_types if perf_probe_types is not None
+                                 else dynamic_pmu_types())
+
+
+    def _map_shape(self, process: Process, fd: int) -> MapShape | None:
+        shape = process.shapes.get(fd)
+        if shape is not None:
+            return shape
+        known = process.fds.get(fd)
+        if known is None or "key_size" not in known:
+            facts = procfs.object_facts(process.pid, fd)
+            if facts.get("kind") != "map":
+                return None
+            process.fds[fd] = known = facts
+        shape = MapShape(int(known.get("map_type", 0)), int(known["key_size"]),
+                         int(known["value_size"]))
+        process.shapes[fd] = shape
+        return shape
+
+    def _copy_buffers(self, process: Process, cmd: int, attr: bytes, at_exit: bool,
+                      insns: bytes | None = None, only: str | None = None,
+                      ) -> tuple[dict[str, bytes], dict[str, str]]:
+        mem = process.mem()
+        copied: dict[str, bytes] = {}
+        faults: dict[str, str] = {}
+        if process.shape_lookup is None:
+            process.shape_lookup = lambda fd: self._map_shape(process, fd)
+        for b in plan_buffers(cmd, attr, at_exit=at_exit, ncpus=self.ncpus, insns=insns,
+                              map_shape=process.shape_lookup):
+            if only is not None and b.field != only:
+                continue
+            try:
+                if b.length is None:
+                    copied[b.field] = mem.read_cstring(b.address, CSTRING_MAX)
+                elif b.until_nul:
+                    copied[b.field] = mem.read_until_nul(b.address, b.length)
+                else:
+                    copied[b.field] = mem.read(b.address, b.length)
+            except OSError as e:
+                faults[b.field] = os.strerror(e.errno) if e.errno else str(e)
+        return copied, faults
+
+    def bpf_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
+        cmd = args[0] & 0xFFFFFFFF
+        size = args[2] & 0xFFFFFFFF
+        record: dict[str, Any] = {"cmd": cmd, "size": size}
+        mem = process.mem()
+        try:
+            attr = mem.read(args[1], min(size, _ATTR_MAX)) if args[1] else b""
+        except OSError as e:
+            record["attr_fault"] = os.strerror(e.errno or 14)
+            return record
+        record["attr"] = attr
+        copied, faults = self._copy_buffers(process, cmd, attr, False)
+        if "insns" in copied and "fd_array" not in copied and cmd_name(cmd) == "BPF_PROG_LOAD":
+            # Without fd_array_cnt, fd_array is as long as the instructions index it.
+            more, more_faults = self._copy_buffers(process, cmd, attr, False, copied["insns"],
+                                                   only="fd_array")
+            copied.update(more)
+            faults.update(more_faults)
+        record["in"] = copied
+        if faults:
+            record["faults"] = faults
+        if cmd & BPF_COMMON_ATTRS and args[3]:
+            common_size = args[4] & 0xFFFFFFFF
+            try:
+                record["common"] = mem.read(args[3], min(common_size, _ATTR_MAX))
+            except OSError as e:
+                record.setdefault("faults", {})["common"] = os.strerror(e.errno or 14)
+        return record
+
+    def bpf_exit(self, process: Process, record: dict[str, Any]) -> None:
+        attr = record.get("attr")
+        if attr is None:
+            return
+        cmd = record["cmd"] & ~BPF_COMMON_ATTRS
+        name = cmd_name(cmd)
+        if (name not in _NEEDS_EXIT_WORK and not compiled_command(cmd).at_exit
+                and "common" not in record):
+            return
+        mem = process.mem()
+        args = record["args"]
+        if name in _WRITES_ATTR:
+            try:
+                after = mem.read(args[1], len(attr))
+            except OSError:
+                after = attr
+            if after != attr:
+                record["attr_out"] = after
+                attr = after
+        out, faults = self._copy_buffers(process, cmd, attr, True)
+        if record["ret"] < 0:  # failed: keep what the kernel explains (logs), not stale outputs
+            out = {k: v for k, v in out.items() if k in ("log_buf", "btf_log_buf")}
+        if out:
+            record["out"] = out
+        if faults and record["ret"] >= 0:
+            record.setdefault("faults", {}).update({f"out.{k}": v for k, v in faults.items()})
+        if "common" in record:
+            self._common_log(process, record)
+        if name in _RETURNS_FD and record["ret"] >= 0:
+            facts = procfs.object_facts(process.pid, record["ret"])
+            if name == "BPF_MAP_CREATE":
+                layout_fields = _map_create_fields()
+                facts.setdefault("map_type", read_field(attr, layout_fields["map_type"]))
+                facts.setdefault("key_size", read_field(attr, layout_fields["key_size"]))
+                facts.setdefault("value_size", read_field(attr, layout_fields["value_size"]))
+            process.fds[record["ret"]] = facts
+            record["object"] = facts
+
+    def _common_log(self, process: Process, record: dict[str, Any]) -> None:
+        layout = struct_layout("bpf_common_attr")
+        if layout is None:
+            return
+        fields = {f.name: f for f in layout.fields}
+        common = record["common"]
+        address = read_field(common, fields["log_buf"])
+        size = read_field(common, fields["log_size"])
+        if address and size:
+            try:
+                record.setdefault("out", {})["common.log_buf"] = process.mem().read_until_nul(
+                    address, size)
+            except OSError:
+                pass
+
+    def perf_event_open_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
+        record: dict[str, Any] = {}
+        mem = process.mem()
+        try:
+            head = mem.read(args[0], 8)
+            size = int.from_bytes(head[4:8], "little") or _PERF_ATTR_SIZE_VER0
+            attr = mem.read(args[0], min(size, _ATTR_MAX))
+        except OSError as e:
+            record["attr_fault"] = os.strerror(e.errno or 14)
+            return record
+        record["attr"] = attr
+        perf_type = int.from_bytes(attr[0:4], "little")
+        if perf_type in self.perf_probe_types and len(attr) >= _PERF_ATTR_CONFIG1 + 8:
+            path_address = int.from_bytes(attr[_PERF_ATTR_CONFIG1:_PERF_ATTR_CONFIG1 + 8],
+                                          "little")
+            if path_address:
+                try:
+                    record["in"] = {"config1": mem.read_cstring(path_address, CSTRING_MAX)}
+                except OSError:
+                    pass
+        return record
+
+    def perf_event_open_exit(self, process: Process, record: dict[str, Any]) -> None:
+        if record["ret"] >= 0:
+            process.fds[record["ret"]] = record["object"] = {"kind": "perf_event"}
+
+
+def _map_create_fields() -> dict[str, Any]:
+    from bpfreplay.uapi import attr_layout, cmd_value
+
+    layout = attr_layout(cmd_value("BPF_MAP_CREATE"))
+    assert layout is not None
+    return {f.name: f for f in layout.fields}
+
+
+def dynamic_pmu_types() -> frozenset[int]:
+    """perf_event types of the kprobe/uprobe PMUs, whose config1 points at a path/name."""
+    types = set()
+    for pmu in ("kprobe", "uprobe"):
+        try:
+            with open(f"/sys/bus/event_source/devices/{pmu}/type") as f:
+                types.add(int(f.read()))
+        except (OSError, ValueError):
+            pass
+    return frozenset(types)
