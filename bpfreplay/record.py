@@ -103,7 +103,7 @@ class Recorder:
         self.exit_code: int | None = None
         self.stop_phase = 0  # 0 running, 1 asked to stop, 2 killed
         self.ncpus = procfs.possible_cpus()
-        self.capture = CallCapture(self.ncpus)
+        self.capture = CallCapture(self.ncpus, learn_unknown_fds=options.attach_pid is not None)
         self.writer: TraceWriter | None = None
         self.t0 = 0
         self.attach_mode = options.attach_pid is not None
@@ -421,8 +421,7 @@ class Recorder:
         regs = get_regs(tid)
         nr = regs.orig_rax
         args = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
-        capture = _ENTRY_HANDLERS.get(nr)
-        record = capture(self, process, args) if capture else None
+        record = self.capture.entry(process, nr, args)
         if record is None:  # not a call about BPF objects
             self._resume(tid, 0)
             return
@@ -454,9 +453,7 @@ class Recorder:
         else:
             record["ret"], record["errno"] = ret, None
         record["dur"] = time.monotonic_ns() - self.t0 - record["ts"]
-        finish = _EXIT_HANDLERS.get(record["syscall"])
-        if finish:
-            finish(self, process, record)
+        self.capture.exit(process, record)
         self._write(record)
         self._resume(tid, 0)
 
@@ -474,117 +471,6 @@ class Recorder:
             "cmdline": procfs.cmdline(process.pid),
             "libbpf": procfs.mapped_libbpf(process.pid),
         })
-
-    # ------------------------------------------------ other recorded calls
-
-    def _ioctl_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
-        return {} if (args[1] >> 8) & 0xFF == sc.PERF_IOC_TYPE else None
-
-    def _mmap_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
-        fd = _s32(args[4])
-        return {} if fd in process.fds else None
-
-    def _mmap_exit(self, process: Process, record: dict[str, Any]) -> None:
-        if record["ret"] != -1 or record["errno"] is None:
-            process.mmaps[record["ret"] & 0xFFFFFFFFFFFFFFFF] = record["args"][1]
-
-    def _munmap_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
-        start, length = args[0], args[1]
-        hit = [a for a, n in process.mmaps.items() if a < start + length and start < a + n]
-        if not hit:
-            return None
-        for a in hit:
-            del process.mmaps[a]
-        return {}
-
-    def _close_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
-        fd = _s32(args[0])
-        if self.attach_mode and fd not in process.fds and fd >= 0:
-            facts = procfs.object_facts(process.pid, fd)  # opened before we attached?
-            if facts["kind"] not in ("other", "closed"):
-                process.fds[fd] = facts
-        known = process.fds.pop(fd, None)
-        process.shapes.pop(fd, None)
-        return None if known is None else {"object": known}
-
-    def _dup_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
-        old = _s32(args[0])
-        return {} if old in process.fds else None
-
-    def _dup2_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
-        old, new = _s32(args[0]), _s32(args[1])
-        if old not in process.fds and new not in process.fds:
-            return None
-        record: dict[str, Any] = {}
-        if new in process.fds and new != old:  # dup2 onto a BPF fd closes that object
-            record["replaced"] = process.fds.pop(new)
-            process.shapes.pop(new, None)
-        return record
-
-    def _dup_exit(self, process: Process, record: dict[str, Any]) -> None:
-        old = _s32(record["args"][0])
-        if record["ret"] >= 0 and old in process.fds:
-            process.fds[record["ret"]] = dict(process.fds[old])
-
-    def _fcntl_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
-        if args[1] & 0xFFFFFFFF not in (sc.F_DUPFD, sc.F_DUPFD_CLOEXEC):
-            return None
-        return self._dup_entry(process, args)
-
-    def _memfd_create_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
-        try:
-            return {"in": {"name": process.mem().read_cstring(args[0], 256)}}
-        except OSError:
-            return {}
-
-    def _memfd_create_exit(self, process: Process, record: dict[str, Any]) -> None:
-        if record["ret"] >= 0:
-            process.fds[record["ret"]] = record["object"] = {"kind": "memfd"}
-
-    def _setsockopt_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
-        level, optname = args[1] & 0xFFFFFFFF, args[2] & 0xFFFFFFFF
-        if level != sc.SOL_SOCKET or optname not in (sc.SO_ATTACH_BPF, sc.SO_DETACH_BPF):
-            return None
-        optval, optlen = args[3], args[4] & 0xFFFFFFFF
-        if optval and optlen:
-            try:
-                return {"in": {"optval": process.mem().read(optval, min(optlen, 64))}}
-            except OSError:
-                pass
-        return {}
-
-
-_ENTRY_HANDLERS = {
-    sc.BPF: lambda self, process, args: self.capture.bpf_entry(process, args),
-    sc.PERF_EVENT_OPEN: lambda self, process, args: self.capture.perf_event_open_entry(
-        process, args),
-    sc.IOCTL: Recorder._ioctl_entry,
-    sc.MMAP: Recorder._mmap_entry,
-    sc.MUNMAP: Recorder._munmap_entry,
-    sc.CLOSE: Recorder._close_entry,
-    sc.DUP: Recorder._dup_entry,
-    sc.DUP2: Recorder._dup2_entry,
-    sc.DUP3: Recorder._dup2_entry,
-    sc.FCNTL: Recorder._fcntl_entry,
-    sc.MEMFD_CREATE: Recorder._memfd_create_entry,
-    sc.SETSOCKOPT: Recorder._setsockopt_entry,
-}
-_EXIT_HANDLERS = {
-    "bpf": lambda self, process, record: self.capture.bpf_exit(process, record),
-    "perf_event_open": lambda self, process, record: self.capture.perf_event_open_exit(
-        process, record),
-    "mmap": Recorder._mmap_exit,
-    "dup": Recorder._dup_exit,
-    "dup2": Recorder._dup_exit,
-    "dup3": Recorder._dup_exit,
-    "fcntl": Recorder._dup_exit,
-    "memfd_create": Recorder._memfd_create_exit,
-}
-
-
-def _s32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _tgid_of(tid: int) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bpfreplay.recording import procfs
+from bpfreplay.recording import syscalls as sc
 from bpfreplay.recording.memory import TraceeMemory
 from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name, struct_layout
 from bpfreplay.uapi.pointers import (
@@ -73,10 +74,23 @@ class CallCapture:
     """Builds the record of a bpf() or perf_event_open() call at entry and completes it
     at exit."""
 
-    def __init__(self, ncpus: int | None = None, perf_probe_types: frozenset[int] | None = None):
+    def __init__(self, ncpus: int | None = None, *, learn_unknown_fds: bool = False):
         self.ncpus = ncpus if ncpus is not None else procfs.possible_cpus()
-        self.perf_probe_types = (perf_probe_types if perf_probe_types is not None
-                                 else dynamic_pmu_types())
+        self.perf_probe_types = dynamic_pmu_types()
+        # Attached to a running process: fds it opened before we came are learnt from
+        # /proc when it uses them.
+        self.learn_unknown_fds = learn_unknown_fds
+
+    def entry(self, process: Process, nr: int, args: tuple[int, ...]) -> dict[str, Any] | None:
+        """The record of syscall ``nr`` at entry, or None if it does not concern BPF."""
+        handler = _ENTRY_HANDLERS.get(nr)
+        return handler(self, process, args) if handler else None
+
+    def exit(self, process: Process, record: dict[str, Any]) -> None:
+        """Complete ``record`` (whose ``ret``/``errno`` are set) with what the call wrote."""
+        handler = _EXIT_HANDLERS.get(record["syscall"])
+        if handler:
+            handler(self, process, record)
 
 
     def _map_shape(self, process: Process, fd: int) -> MapShape | None:
@@ -224,6 +238,114 @@ class CallCapture:
     def perf_event_open_exit(self, process: Process, record: dict[str, Any]) -> None:
         if record["ret"] >= 0:
             process.fds[record["ret"]] = record["object"] = {"kind": "perf_event"}
+
+    # ------------------------------------------------ other recorded calls
+
+    def _ioctl_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        return {} if (args[1] >> 8) & 0xFF == sc.PERF_IOC_TYPE else None
+
+    def _mmap_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        fd = _s32(args[4])
+        return {} if fd in process.fds else None
+
+    def _mmap_exit(self, process: Process, record: dict[str, Any]) -> None:
+        if record["ret"] != -1 or record["errno"] is None:
+            process.mmaps[record["ret"] & 0xFFFFFFFFFFFFFFFF] = record["args"][1]
+
+    def _munmap_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        start, length = args[0], args[1]
+        hit = [a for a, n in process.mmaps.items() if a < start + length and start < a + n]
+        if not hit:
+            return None
+        for a in hit:
+            del process.mmaps[a]
+        return {}
+
+    def _close_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        fd = _s32(args[0])
+        if self.learn_unknown_fds and fd not in process.fds and fd >= 0:
+            facts = procfs.object_facts(process.pid, fd)  # opened before we attached?
+            if facts["kind"] not in ("other", "closed"):
+                process.fds[fd] = facts
+        known = process.fds.pop(fd, None)
+        process.shapes.pop(fd, None)
+        return None if known is None else {"object": known}
+
+    def _dup_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        old = _s32(args[0])
+        return {} if old in process.fds else None
+
+    def _dup2_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        old, new = _s32(args[0]), _s32(args[1])
+        if old not in process.fds and new not in process.fds:
+            return None
+        record: dict[str, Any] = {}
+        if new in process.fds and new != old:  # dup2 onto a BPF fd closes that object
+            record["replaced"] = process.fds.pop(new)
+            process.shapes.pop(new, None)
+        return record
+
+    def _dup_exit(self, process: Process, record: dict[str, Any]) -> None:
+        old = _s32(record["args"][0])
+        if record["ret"] >= 0 and old in process.fds:
+            process.fds[record["ret"]] = dict(process.fds[old])
+
+    def _fcntl_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        if args[1] & 0xFFFFFFFF not in (sc.F_DUPFD, sc.F_DUPFD_CLOEXEC):
+            return None
+        return self._dup_entry(process, args)
+
+    def _memfd_create_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
+        try:
+            return {"in": {"name": process.mem().read_cstring(args[0], 256)}}
+        except OSError:
+            return {}
+
+    def _memfd_create_exit(self, process: Process, record: dict[str, Any]) -> None:
+        if record["ret"] >= 0:
+            process.fds[record["ret"]] = record["object"] = {"kind": "memfd"}
+
+    def _setsockopt_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
+        level, optname = args[1] & 0xFFFFFFFF, args[2] & 0xFFFFFFFF
+        if level != sc.SOL_SOCKET or optname not in (sc.SO_ATTACH_BPF, sc.SO_DETACH_BPF):
+            return None
+        optval, optlen = args[3], args[4] & 0xFFFFFFFF
+        if optval and optlen:
+            try:
+                return {"in": {"optval": process.mem().read(optval, min(optlen, 64))}}
+            except OSError:
+                pass
+        return {}
+
+_ENTRY_HANDLERS = {
+    sc.BPF: CallCapture.bpf_entry,
+    sc.PERF_EVENT_OPEN: CallCapture.perf_event_open_entry,
+    sc.IOCTL: CallCapture._ioctl_entry,
+    sc.MMAP: CallCapture._mmap_entry,
+    sc.MUNMAP: CallCapture._munmap_entry,
+    sc.CLOSE: CallCapture._close_entry,
+    sc.DUP: CallCapture._dup_entry,
+    sc.DUP2: CallCapture._dup2_entry,
+    sc.DUP3: CallCapture._dup2_entry,
+    sc.FCNTL: CallCapture._fcntl_entry,
+    sc.MEMFD_CREATE: CallCapture._memfd_create_entry,
+    sc.SETSOCKOPT: CallCapture._setsockopt_entry,
+}
+_EXIT_HANDLERS = {
+    "bpf": CallCapture.bpf_exit,
+    "perf_event_open": CallCapture.perf_event_open_exit,
+    "mmap": CallCapture._mmap_exit,
+    "dup": CallCapture._dup_exit,
+    "dup2": CallCapture._dup_exit,
+    "dup3": CallCapture._dup_exit,
+    "fcntl": CallCapture._dup_exit,
+    "memfd_create": CallCapture._memfd_create_exit,
+}
+
+
+def _s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _map_create_fields() -> dict[str, Any]:
