@@ -1,0 +1,337 @@
+"""Parity of two traces: normalise what differs by nature between two processes, then
+diff everything else, call by call and field by field.
+
+The rules (docs/parity.md says why each is legitimate):
+
+1. fd numbers become the object they name: ``map:minimal_.bss#1``, ``prog:handle_tp#1``,
+   ``btf#3``, ``perf_event#1``, ``link#1`` (kind, name, and the how-many-th object of that
+   kind and name), wherever an fd appears: attr fields that hold fds, ld_imm64 map
+   references inside instructions, fd_array slots, the fd arguments of ioctl, close and
+   mmap, and the return value of calls that make an fd.
+2. user pointers become ``<pointer>`` (or stay 0 for NULL): what they point at is
+   compared as the bytes the recorder captured (``in``/``out``).
+3. a 4-byte value inside a map value that equals the recording process's own pid in
+   one trace and the other process's pid in the other becomes ``<pid>`` (the skeleton
+   writes getpid() into ``.bss``; ``bpfreplay run --set my_pid=self`` writes its own).
+4. addresses of mappings become the mapping they name; kernel ids (prog_id, map_id,
+   ...) and timestamps are not compared.
+
+Everything else that differs is reported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bpfreplay.uapi import BPF_COMMON_ATTRS, attr_layout, cmd_name, struct_layout
+from bpfreplay.uapi.fds import (
+    FD_FIELDS,
+    LD_IMM64,
+    PERF_EVENT_IOC_SET_BPF,
+    PSEUDO_MAP_FD,
+    PSEUDO_MAP_VALUE,
+)
+from bpfreplay.uapi.pointers import BUFFERS, read_field
+
+POINTER = "<pointer>"
+PID = "<pid>"
+ADDRESS = "<address>"
+_PERF_ARG_NAMES = ("attr", "pid", "cpu", "group_fd", "flags")
+
+
+@dataclass
+class Difference:
+    reference_index: int | None  # the call in the reference trace (None: missing there)
+    our_index: int | None
+    call: str  # "bpf BPF_MAP_CREATE (map:minimal_.bss#1)"
+    path: str  # "fields.map_flags", "in.insns[3]", "ret", "(whole call)"
+    reference: Any
+    ours: Any
+
+
+@dataclass
+class ParityReport:
+    reference_calls: int
+    our_calls: int
+    matched: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def at_parity(self) -> bool:
+        return not self.differences and self.reference_calls == self.our_calls == self.matched
+
+
+# ------------------------------------------------------------------ normalise
+
+
+class _Objects:
+    """fd numbers of one process, named after the objects the trace saw made."""
+
+    def __init__(self) -> None:
+        self.by_fd: dict[int, str] = {}
+        self.counts: dict[str, int] = {}
+        self.mappings: dict[int, str] = {}
+
+    def made(self, fd: int, kind: str, name: str = "") -> str:
+        base = f"{kind}:{name}" if name else kind
+        self.counts[base] = self.counts.get(base, 0) + 1
+        label = f"{base}#{self.counts[base]}"
+        self.by_fd[fd] = label
+        return label
+
+    def name(self, fd: int) -> int | str:
+        return self.by_fd.get(fd, fd)
+
+    def closed(self, fd: int) -> int | str:
+        return self.by_fd.pop(fd, fd)
+
+
+def _attr_fields(cmd: int, attr: bytes, objects: _Objects) -> dict[str, Any]:
+    name = cmd_name(cmd) or str(cmd)
+    layout = attr_layout(cmd)
+    if layout is None:
+        return {"raw": attr.hex()}
+    pointers = {b.field for b in BUFFERS.get(name, ())}
+    fds = set(FD_FIELDS.get(name, ()))
+    out: dict[str, Any] = {}
+    seen_offsets: set[tuple[int, int]] = set()
+    for f in layout.fields:
+        if f.offset >= len(attr) or (f.offset, f.size) in seen_offsets:
+            continue  # past the size passed, or an alias of a field already shown
+        seen_offsets.add((f.offset, f.size))
+        if "[" in f.type:
+            out[f.name] = attr[f.offset:f.end].rstrip(b"\0").decode("latin-1")
+            continue
+        value = read_field(attr, f)
+        if f.name in pointers:
+            value = POINTER if value else 0
+        elif f.name in fds and value:
+            value = objects.name(value)
+        out[f.name] = value
+    known_end = layout.known_end()
+    if len(attr) > known_end and any(attr[known_end:]):
+        out["(bytes past the known fields)"] = attr[known_end:].hex()
+    return out
+
+
+def _insns(data: bytes, objects: _Objects) -> list[str]:
+    """Instructions as hex, with map fds of ld_imm64 replaced by the map's name."""
+    out = []
+    count = len(data) // 8
+    i = 0
+    while i < count:
+        raw = data[i * 8:i * 8 + 8]
+        code, regs, off, imm = struct.unpack("<BBhi", raw)
+        if code == LD_IMM64 and (regs >> 4) in (PSEUDO_MAP_FD, PSEUDO_MAP_VALUE) and i + 1 < count:
+            second = data[i * 8 + 8:i * 8 + 16]
+            value_off = struct.unpack_from("<i", second, 4)[0]
+            out.append(f"ld_imm64 r{regs & 0xF} src={regs >> 4} {objects.name(imm & 0xFFFFFFFF)}"
+                       f"+{value_off}")
+            i += 2
+            continue
+        out.append(raw.hex())
+        i += 1
+    return out
+
+
+def _payload(data: bytes, objects: _Objects, pid: int, field_name: str) -> Any:
+    if field_name == "insns":
+        return _insns(data, objects)
+    if field_name == "fd_array":
+        return [objects.name(v) for (v,) in struct.iter_unpack("<i", data[: len(data) // 4 * 4])]
+    if field_name in ("value", "values"):
+        return _mask_pid(data, pid)
+    if field_name in ("log_buf", "btf_log_buf", "common.log_buf", "license", "pathname",
+                      "name", "config1"):
+        return data.decode("latin-1")
+    return data.hex()
+
+
+def _mask_pid(data: bytes, pid: int) -> str:
+    """Hex of ``data`` with each aligned 4-byte copy of ``pid`` shown as <pid>."""
+    needle = struct.pack("<I", pid)
+    parts = []
+    for i in range(0, len(data), 4):
+        chunk = data[i:i + 4]
+        parts.append(PID if chunk == needle else chunk.hex())
+    return " ".join(parts)
+
+
+def _object_name(record: dict[str, Any], name: str) -> tuple[str, str]:
+    """(kind, name) of the object a call made, from its attr."""
+    attr = record.get("attr", b"")
+    layout = attr_layout(record["cmd"])
+    kind = {"BPF_MAP_CREATE": "map", "BPF_PROG_LOAD": "prog", "BPF_BTF_LOAD": "btf",
+            "BPF_LINK_CREATE": "link", "BPF_RAW_TRACEPOINT_OPEN": "link",
+            "BPF_ITER_CREATE": "iter", "BPF_TOKEN_CREATE": "token"}.get(name)
+    if kind is None:
+        kind = str(record.get("object", {}).get("kind", "fd"))
+    label = ""
+    if layout is not None and kind in ("map", "prog"):
+        f = layout.field("map_name" if kind == "map" else "prog_name")
+        if f is not None and f.offset < len(attr):
+            label = attr[f.offset:f.end].split(b"\0")[0].decode("latin-1")
+    return kind, label
+
+
+def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]:
+    """Each call as a dict with fds named, pointers and process-specific values marked."""
+    objects = _Objects()
+    out: list[dict[str, Any]] = []
+    for record in calls:
+        syscall = record["syscall"]
+        item: dict[str, Any] = {"syscall": syscall}
+        args = record.get("args", [0] * 6)
+        ret = record.get("ret")
+        if syscall == "bpf":
+            cmd = record["cmd"]
+            name = cmd_name(cmd) or str(cmd & ~BPF_COMMON_ATTRS)
+            item["cmd"] = name
+            item["size"] = record.get("size")
+            if "attr" in record:
+                item["fields"] = _attr_fields(cmd, record["attr"], objects)
+            if "attr_out" in record:
+                item["fields_out"] = _attr_fields(cmd, record["attr_out"], objects)
+            if "common" in record:
+                item["common"] = record["common"].hex()
+            for direction in ("in", "out"):
+                if record.get(direction):
+                    item[direction] = {k: _payload(v, objects, pid, k)
+                                       for k, v in record[direction].items()}
+            if ret is not None and ret >= 0 and "object" in record:
+                kind, label = _object_name(record, name)
+                ret = objects.made(ret, kind, label)
+        elif syscall == "perf_event_open":
+            layout = struct_layout("perf_event_attr")
+            attr = record.get("attr", b"")
+            fields: dict[str, Any] = {}
+            if layout is not None:
+                for f in layout.fields:
+                    if f.offset < len(attr):
+                        value = read_field(attr, f)
+                        if f.bit_size:
+                            value = (value >> f.bit_offset) & ((1 << f.bit_size) - 1)
+                        fields[f.name] = value
+            item["fields"] = fields
+            item["args"] = {"pid": _s32(args[1]), "cpu": _s32(args[2]),
+                            "group_fd": objects.name(_s32(args[3])), "flags": args[4]}
+            if record.get("in"):
+                item["in"] = {k: v.decode("latin-1") for k, v in record["in"].items()}
+            if ret is not None and ret >= 0:
+                ret = objects.made(ret, "perf_event")
+        elif syscall == "ioctl":
+            request = args[1] & 0xFFFFFFFF
+            arg = objects.name(args[2]) if request == PERF_EVENT_IOC_SET_BPF else args[2]
+            item["args"] = {"fd": objects.name(_s32(args[0])), "request": request, "arg": arg}
+        elif syscall == "close":
+            item["args"] = {"fd": objects.closed(_s32(args[0]))}
+        elif syscall == "mmap":
+            fd = objects.name(_s32(args[4]))
+            item["args"] = {"addr": ADDRESS if args[0] else 0, "length": args[1],
+                            "prot": args[2], "flags": args[3], "fd": fd, "offset": args[5]}
+            if ret is not None and ret != -1:
+                label = f"<mapping of {fd}>"
+                objects.mappings[ret & 0xFFFFFFFFFFFFFFFF] = label
+                ret = label
+        elif syscall == "munmap":
+            item["args"] = {"addr": objects.mappings.pop(args[0], ADDRESS), "length": args[1]}
+        else:
+            item["args"] = [objects.name(_s32(a)) for a in args[:3]]
+            if ret is not None and ret >= 0 and "object" in record:
+                ret = objects.made(ret, str(record["object"].get("kind", "fd")))
+        item["ret"] = ret
+        item["errno"] = record.get("errno")
+        out.append(item)
+    return out
+
+
+def _s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+# ---------------------------------------------------------------------- diff
+
+
+def _signature(call: dict[str, Any]) -> str:
+    return f"{call['syscall']} {call.get('cmd', '')}".strip()
+
+
+def _describe(call: dict[str, Any]) -> str:
+    ret = call.get("ret")
+    made = f" -> {ret}" if isinstance(ret, str) else ""
+    if call["syscall"] == "close":
+        made = f" {call['args']['fd']}"
+    return _signature(call) + made
+
+
+def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]]) -> ParityReport:
+    """Align two normalised call lists and diff the aligned pairs field by field."""
+    from deepdiff import DeepDiff
+
+    report = ParityReport(len(reference), len(ours))
+    matcher = difflib.SequenceMatcher(
+        a=[_signature(c) for c in reference], b=[_signature(c) for c in ours], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            for i, j in zip(range(i1, i2), range(j1, j2), strict=True):
+                diff = DeepDiff(reference[i], ours[j], verbose_level=2, ignore_order=False)
+                if not diff:
+                    report.matched += 1
+                    continue
+                for path, ref_value, our_value in _flatten_diff(diff):
+                    report.differences.append(Difference(
+                        i, j, _describe(reference[i]), path, ref_value, our_value))
+            continue
+        for i in range(i1, i2):
+            report.differences.append(Difference(i, None, _describe(reference[i]),
+                                                 "(whole call)", reference[i], None))
+        for j in range(j1, j2):
+            report.differences.append(Difference(None, j, _describe(ours[j]),
+                                                 "(whole call)", None, ours[j]))
+    return report
+
+
+def _flatten_diff(diff: Any) -> Iterable[tuple[str, Any, Any]]:
+    for kind, changes in diff.items():
+        if kind in ("values_changed", "type_changes"):
+            for path, change in changes.items():
+                yield _path(path), change.get("old_value"), change.get("new_value")
+        elif kind.endswith("_item_added") or kind.endswith("_item_removed"):
+            added = kind.endswith("added")
+            items = changes.items() if isinstance(changes, dict) else ((p, None) for p in changes)
+            for path, value in items:
+                yield _path(path), (None if added else value), (value if added else None)
+        else:
+            yield kind, str(changes), None
+
+
+def _path(deepdiff_path: str) -> str:
+    """root['fields']['map_flags'] -> fields.map_flags; root['in']['insns'][3] -> in.insns[3]"""
+    text = deepdiff_path.removeprefix("root")
+    parts = []
+    for piece in text.replace("]", "").split("["):
+        if not piece:
+            continue
+        parts.append(piece.strip("'\"") if piece[0] in "'\"" else f"[{piece}]")
+    out = ""
+    for p in parts:
+        out += p if p.startswith("[") or not out else "." + p
+    return out
+
+
+def compare_traces(reference_path: str, our_path: str) -> ParityReport:
+    """Compare two trace files (the first is the reference)."""
+    from bpfreplay.trace import read_trace
+
+    def load(path: str) -> list[dict[str, Any]]:
+        with read_trace(path) as trace:
+            records = list(trace.records())
+        pid = next((r["pid"] for r in records if r["type"] == "process"), 0)
+        return normalise((r for r in records if r["type"] == "call"), pid)
+
+    return compare_calls(load(reference_path), load(our_path))
