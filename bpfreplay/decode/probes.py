@@ -1,0 +1,549 @@
+"""Name the feature probes in a recorded load, and put every call in a phase.
+
+Before loading an object, libbpf tests the kernel with tiny programs, maps and BTF
+blobs (``kernel_supports()`` runs each probe once, lazily, right before the first
+thing that needs it; ``bump_rlimit_memlock()`` and ``bpf_object__probe_loading()`` run
+first). Probes are recognised here by what they contain, never by where they are: the
+order differs between libbpf versions, and a probe only runs when something needs it.
+
+``PROBE_RULES`` is the one table of what each probe looks like. A call that only acts
+on the fds a probe made (its ``close()``, the PROG_BIND_MAP of the det_bind probe, the
+map a probe program reads) belongs to that probe too.
+
+Phases: ``probe``; ``object`` (the object's BTF, maps, their contents, programs,
+pins); ``attach`` (perf_event_open, links, attach ioctls); ``runtime`` (lookups and
+updates once attached, mmap, queries); ``teardown`` (disable ioctls, detaches,
+closes after loading).
+
+Pure: call records in, labels out. Nothing here raises on a malformed record.
+"""
+
+from __future__ import annotations
+
+import errno as errno_module
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cache
+
+from bpfreplay.decode.fds import (
+    LD_IMM64,
+    PSEUDO_MAP_VALUE,
+    Call,
+    FdTracker,
+    attr_field,
+    attr_string,
+    buffer,
+    command,
+    instructions,
+)
+from bpfreplay.errors import DecodeError
+from bpfreplay.uapi import enum_values
+
+PHASES = ("probe", "object", "attach", "runtime", "teardown")
+
+
+@dataclass(frozen=True, slots=True)
+class CallLabel:
+    index: int
+    phase: str  # one of PHASES
+    probe: str | None  # libbpf's name of the feature a probe call tests
+    note: str = ""
+
+
+# ------------------------------------------------------------------ what calls contain
+
+_EXIT, _MOV64_IMM, _CALL, _STORE_DW_IMM = 0x95, 0xB7, 0x85, 0x7A
+
+
+@cache
+def _value(enum: str, name: str) -> int:
+    return enum_values(enum).get(name, -1)
+
+
+def _prog_type(call: Call) -> str:
+    value = attr_field(call, "prog_type")
+    for name, v in enum_values("bpf_prog_type").items():
+        if v == value:
+            return name.removeprefix("BPF_PROG_TYPE_")
+    return str(value)
+
+
+def _calls_only(call: Call, helper: str) -> bool:
+    """``call helper; exit``: the two-instruction programs of the helper probes."""
+    insns = instructions(call)
+    return (len(insns) == 2 and insns[0][0] == _CALL and insns[0][2] == 0
+            and insns[0][4] == _value("bpf_func_id", "BPF_FUNC_" + helper)
+            and insns[1][0] == _EXIT)
+
+
+def _anonymous_return_zero(call: Call) -> bool:
+    """``r0 = 0; exit`` with no name and no BTF: the program of libbpf's loading,
+    det_bind, perf_link and exp_attach_type probes. (An object's own trivial program
+    has a name and BTF whenever the kernel takes them.)"""
+    insns = instructions(call)
+    return (len(insns) == 2 and insns[0] == (_MOV64_IMM, 0, 0, 0, 0)
+            and insns[1][0] == _EXIT
+            and not attr_string(call, "prog_name") and not attr_field(call, "prog_btf_fd"))
+
+
+def _probe_read_kernel_shape(call: Call) -> bool:
+    """r1 = r10; r1 += -8; r2 = 8; r3 = 0; call probe_read_kernel; exit."""
+    insns = instructions(call)
+    return (len(insns) == 6 and insns[4][0] == _CALL
+            and insns[4][4] == _value("bpf_func_id", "BPF_FUNC_probe_read_kernel")
+            and insns[5][0] == _EXIT)
+
+
+def _map_value_store_shape(call: Call) -> bool:
+    """r1 = map_value(fd) + 16; *(u64 *)(r1 + 0) = 42; r0 = 0; exit."""
+    insns = instructions(call)
+    return (len(insns) == 5 and insns[0][0] == LD_IMM64 and insns[0][2] == PSEUDO_MAP_VALUE
+            and insns[1][4] == 16 and insns[2][0] == _STORE_DW_IMM and insns[2][4] == 42
+            and insns[4][0] == _EXIT)
+
+
+def _huge_map_value_offset(call: Call) -> bool:
+    """r1 = map_value(fd) + (1 << 30); exit: meant to be refused by the verifier."""
+    insns = instructions(call)
+    return (len(insns) == 3 and insns[0][0] == LD_IMM64 and insns[0][2] == PSEUDO_MAP_VALUE
+            and insns[1][4] == 1 << 30 and insns[2][0] == _EXIT)
+
+
+def _btf_shape(call: Call) -> tuple[tuple[str, str, int], ...] | None:
+    """The loaded BTF as (kind, name, linkage) per type, or None if it does not parse."""
+    from bpfreplay.decode.btf import parse_btf
+
+    blob = buffer(call, "btf")
+    if not blob:
+        return None
+    try:
+        btf = parse_btf(blob)
+    except DecodeError:
+        return None
+    return tuple((t.kind_name, t.name, t.linkage) for t in btf.types)
+
+
+def _btf_is(*kinds: tuple[str, str] | tuple[str, str, int]) -> Callable[[Context, Call], bool]:
+    """A BTF blob of exactly these types: (kind, name) or (kind, name, linkage)."""
+    def match(ctx: Context, call: Call) -> bool:
+        shape = _btf_shape(call)
+        if shape is None or len(shape) != len(kinds):
+            return False
+        return all(have[:len(want)] == want for have, want in zip(shape, kinds, strict=True))
+    return match
+
+
+def _named(field: str, name: str) -> Callable[[Context, Call], bool]:
+    return lambda ctx, call: attr_string(call, field) == name
+
+
+class Context:
+    """What rules may look at besides the call: the fds and the labels found so far."""
+
+    def __init__(self, tracker: FdTracker) -> None:
+        self.fds = tracker
+        self.probes: dict[int, str] = {}
+
+    def users(self, call: Call) -> list[Call]:
+        """Calls other than close() that read the fd this call made."""
+        return [u for u in self.fds.users(call["index"]) if u.get("syscall") != "close"]
+
+    def creator(self, call: Call, what: str) -> Call | None:
+        """The call that made the fd in field ``what`` of this call."""
+        return self.fds.creator(self.fds.reference(call["index"], what))
+
+
+def _links_to_nothing(ctx: Context, call: Call) -> bool:
+    """LINK_CREATE(BPF_PERF_EVENT) with target_fd -1."""
+    return (attr_field(call, "attach_type") == _value("bpf_attach_type", "BPF_PERF_EVENT")
+            and attr_field(call, "target_fd") == 0xFFFFFFFF)
+
+
+def _uprobe_multi_on_root(ctx: Context, call: Call) -> bool:
+    """LINK_CREATE(BPF_TRACE_UPROBE_MULTI) of the path "/"."""
+    return (attr_field(call, "attach_type")
+            == _value("bpf_attach_type", "BPF_TRACE_UPROBE_MULTI")
+            and buffer(call, "uprobe_multi.path") == b"/")
+
+
+def _perf_link_prog(ctx: Context, call: Call) -> bool:
+    return _anonymous_return_zero(call) and any(
+        command(u) == "BPF_LINK_CREATE" and _links_to_nothing(ctx, u) for u in ctx.users(call))
+
+
+def _uprobe_multi_prog(ctx: Context, call: Call) -> bool:
+    return (attr_field(call, "expected_attach_type")
+            == _value("bpf_attach_type", "BPF_TRACE_UPROBE_MULTI")
+            and any(command(u) == "BPF_LINK_CREATE" and _uprobe_multi_on_root(ctx, u)
+                    for u in ctx.users(call)))
+
+
+def _det_bind_prog(ctx: Context, call: Call) -> bool:
+    if not _anonymous_return_zero(call):
+        return False
+    for user in ctx.users(call):
+        if command(user) == "BPF_PROG_BIND_MAP":
+            map_call = ctx.creator(user, "map_fd")
+            if map_call is not None and attr_string(map_call, "map_name") == "libbpf_det_bind":
+                return True
+    return False
+
+
+def _global_data_prog(ctx: Context, call: Call) -> bool:
+    if _map_value_store_shape(call):
+        return True
+    map_call = ctx.creator(call, "insns[0]")
+    return map_call is not None and attr_string(map_call, "map_name") == "libbpf_global"
+
+
+def _exp_attach_type_prog(ctx: Context, call: Call) -> bool:
+    return (_anonymous_return_zero(call) and _prog_type(call) == "CGROUP_SOCK"
+            and attr_field(call, "expected_attach_type")
+            == _value("bpf_attach_type", "BPF_CGROUP_INET_SOCK_CREATE"))
+
+
+def _loading_prog(ctx: Context, call: Call) -> bool:
+    return (_anonymous_return_zero(call) and _prog_type(call) in ("SOCKET_FILTER", "TRACEPOINT")
+            and not ctx.users(call))
+
+
+def _int_only_btf(ctx: Context, call: Call) -> bool:
+    return _btf_is(("INT", "int"))(ctx, call) and not _btf_name_queried(ctx, call)
+
+
+def _btf_name_queried(ctx: Context, call: Call) -> bool:
+    return any(command(u) == "BPF_OBJ_GET_INFO_BY_FD" for u in ctx.users(call))
+
+
+def _arg_ctx_btf(ctx: Context, call: Call) -> bool:
+    shape = _btf_shape(call)
+    return shape is not None and ("DECL_TAG", "arg:ctx", 0) in shape and any(
+        attr_string(u, "prog_name") == "det_arg_ctx" for u in ctx.users(call))
+
+
+_SYSCALL_BPF = re.compile(rb"__[a-z0-9]+_sys_bpf")
+
+
+def _kprobe_on_sys_bpf(ctx: Context, call: Call) -> bool:
+    return bool(_SYSCALL_BPF.fullmatch(buffer(call, "config1")))
+
+
+def _succeeded(call: Call) -> bool | None:
+    ret = call.get("ret")
+    return None if ret is None else ret >= 0
+
+
+def _failed_with(call: Call, error: int) -> bool | None:
+    if call.get("ret") is None:
+        return None
+    return call.get("ret") == -1 and call.get("errno") == error
+
+
+def _uprobe_multi_verdict(call: Call) -> bool | None:
+    # The second call passes pid -1: kernels with fixed pid filtering answer EINVAL.
+    if attr_field(call, "uprobe_multi.pid") == 0xFFFFFFFF:
+        return _failed_with(call, errno_module.EINVAL)
+    return _failed_with(call, errno_module.EBADF)
+
+
+def _full_range_verdict(call: Call) -> bool | None:
+    log = call.get("out", {}).get("log_buf") if isinstance(call.get("out"), dict) else None
+    if not isinstance(log, bytes | bytearray):
+        return None
+    if b"direct value offset of" in log:
+        return False
+    return True if b"invalid access to map value pointer" in log else None
+
+
+# ------------------------------------------------------------------------ the table
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRule:
+    probe: str  # libbpf's feature name (FEAT_PROG_NAME -> "prog_name")
+    call: str  # the bpf command (or syscall) the rule looks at
+    shape: str  # what the call looks like, in words
+    matches: Callable[[Context, Call], bool]
+    note: str = ""
+    # Did the kernel say yes? (None: this call alone does not tell.)
+    supported: Callable[[Call], bool | None] = lambda call: _succeeded(call)
+
+
+_FUNC_STATIC, _FUNC_GLOBAL = 0, 1
+
+# First match wins; rules for one call are tried top to bottom. Features libbpf tests
+# with several calls have one rule per call; the calls that only act on a probe's fds
+# (close, PROG_BIND_MAP of the det_bind map, the map a probe program reads) follow the
+# probe without a rule of their own.
+PROBE_RULES: tuple[ProbeRule, ...] = (
+    # -- BPF_PROG_LOAD
+    ProbeRule("prog_name", "BPF_PROG_LOAD", 'r0 = 0; exit named "libbpf_nametest"',
+              _named("prog_name", "libbpf_nametest"), "can programs and maps have names"),
+    ProbeRule("arg_ctx_tag", "BPF_PROG_LOAD", 'program "det_arg_ctx" with func_info',
+              _named("prog_name", "det_arg_ctx"), "kernel-side __arg_ctx tag (libbpf >= 1.4)"),
+    ProbeRule("memcg_account", "BPF_PROG_LOAD", "call ktime_get_coarse_ns; exit",
+              lambda ctx, c: _calls_only(c, "ktime_get_coarse_ns"),
+              "memcg accounting: if it loads, libbpf leaves RLIMIT_MEMLOCK alone"),
+    ProbeRule("bpf_cookie", "BPF_PROG_LOAD", "call get_attach_cookie; exit",
+              lambda ctx, c: _calls_only(c, "get_attach_cookie"), "bpf_get_attach_cookie()"),
+    ProbeRule("probe_read_kern", "BPF_PROG_LOAD", "6 instructions calling probe_read_kernel",
+              lambda ctx, c: _probe_read_kernel_shape(c), "bpf_probe_read_kernel() helper"),
+    ProbeRule("global_data", "BPF_PROG_LOAD",
+              "ld_imm64 of a map value +16, store 42 there (the libbpf_global map)",
+              _global_data_prog, "global variables (ld_imm64 of a map value)"),
+    ProbeRule("ldimm64_full_range_off", "BPF_PROG_LOAD", "ld_imm64 of a map value + 1<<30",
+              lambda ctx, c: _huge_map_value_offset(c),
+              "full-range map value offsets (libbpf >= 1.7): refused either way, "
+              "the verifier log tells which", supported=lambda c: _full_range_verdict(c)),
+    ProbeRule("exp_attach_type", "BPF_PROG_LOAD",
+              "r0 = 0; exit as CGROUP_SOCK with expected_attach_type INET_SOCK_CREATE",
+              _exp_attach_type_prog, "BPF_PROG_LOAD's expected_attach_type"),
+    ProbeRule("uprobe_multi_link", "BPF_PROG_LOAD",
+              "r0 = 0; exit for TRACE_UPROBE_MULTI, linked to \"/\"", _uprobe_multi_prog,
+              "multi-uprobe links (libbpf >= 1.3)"),
+    ProbeRule("perf_link", "BPF_PROG_LOAD",
+              "r0 = 0; exit as TRACEPOINT, then linked to perf event fd -1", _perf_link_prog,
+              "the program of the perf link probe"),
+    ProbeRule("prog_bind_map", "BPF_PROG_LOAD",
+              "r0 = 0; exit, then bound to the libbpf_det_bind map", _det_bind_prog,
+              "the program of the BPF_PROG_BIND_MAP probe"),
+    ProbeRule("probe_loading", "BPF_PROG_LOAD",
+              "r0 = 0; exit (SOCKET_FILTER, TRACEPOINT if that fails), unnamed, unused",
+              _loading_prog, "bpf_object__probe_loading(): can anything load at all"),
+    # -- BPF_MAP_CREATE
+    ProbeRule("global_data", "BPF_MAP_CREATE", 'array map "libbpf_global"',
+              _named("map_name", "libbpf_global"), "the map of the global variables probe"),
+    ProbeRule("array_mmap", "BPF_MAP_CREATE", 'array map "libbpf_mmap" with BPF_F_MMAPABLE',
+              _named("map_name", "libbpf_mmap"), "mmap()able array maps"),
+    ProbeRule("prog_bind_map", "BPF_MAP_CREATE", 'array map "libbpf_det_bind"',
+              _named("map_name", "libbpf_det_bind"), "the map of the BPF_PROG_BIND_MAP probe"),
+    # -- BPF_BTF_LOAD
+    ProbeRule("btf", "BPF_BTF_LOAD", "one INT 'int'", _int_only_btf, "minimal BTF"),
+    ProbeRule("module_btf", "BPF_BTF_LOAD", "one INT 'int', then asked for its name",
+              lambda ctx, c: _btf_is(("INT", "int"))(ctx, c) and _btf_name_queried(ctx, c),
+              "module BTF (name in bpf_btf_info)"),
+    ProbeRule("btf_func", "BPF_BTF_LOAD", "INT, FUNC_PROTO, static FUNC 'x'",
+              _btf_is(("INT", "int"), ("FUNC_PROTO", ""), ("FUNC", "x", _FUNC_STATIC)),
+              "BTF functions"),
+    ProbeRule("btf_global_func", "BPF_BTF_LOAD", "INT, FUNC_PROTO, global FUNC 'x'",
+              _btf_is(("INT", "int"), ("FUNC_PROTO", ""), ("FUNC", "x", _FUNC_GLOBAL)),
+              "BTF global functions"),
+    ProbeRule("btf_datasec", "BPF_BTF_LOAD", "INT, VAR 'x', DATASEC '.data'",
+              _btf_is(("INT", ""), ("VAR", "x"), ("DATASEC", ".data")),
+              "BTF data sections and variables"),
+    ProbeRule("btf_qmark_datasec", "BPF_BTF_LOAD", "INT, VAR 'x', DATASEC '?.data'",
+              _btf_is(("INT", ""), ("VAR", "x"), ("DATASEC", "?.data")),
+              "DATASEC names starting with '?' (libbpf >= 1.4)"),
+    ProbeRule("btf_float", "BPF_BTF_LOAD", "one FLOAT 'float'", _btf_is(("FLOAT", "float")),
+              "BTF_KIND_FLOAT"),
+    ProbeRule("btf_decl_tag", "BPF_BTF_LOAD", "INT, VAR 'tag', DECL_TAG 'tag'",
+              _btf_is(("INT", ""), ("VAR", "tag"), ("DECL_TAG", "tag")), "BTF_KIND_DECL_TAG"),
+    ProbeRule("btf_type_tag", "BPF_BTF_LOAD", "INT, TYPE_TAG 'tag', PTR",
+              _btf_is(("INT", ""), ("TYPE_TAG", "tag"), ("PTR", "")), "BTF_KIND_TYPE_TAG"),
+    ProbeRule("btf_enum64", "BPF_BTF_LOAD", "one ENUM64 'enum64'",
+              _btf_is(("ENUM64", "enum64")), "BTF_KIND_ENUM64"),
+    ProbeRule("arg_ctx_tag", "BPF_BTF_LOAD", "FUNCs with a DECL_TAG 'arg:ctx'", _arg_ctx_btf,
+              "the BTF of the __arg_ctx probe"),
+    # -- BPF_LINK_CREATE
+    ProbeRule("perf_link", "BPF_LINK_CREATE", "BPF_PERF_EVENT link to target_fd -1",
+              _links_to_nothing,
+              "expected to fail: EBADF on kernels with perf links, EINVAL without",
+              supported=lambda c: _failed_with(c, errno_module.EBADF)),
+    ProbeRule("uprobe_multi_link", "BPF_LINK_CREATE", 'TRACE_UPROBE_MULTI link on "/"',
+              _uprobe_multi_on_root,
+              "expected to fail: EBADF on kernels with multi-uprobes (then EINVAL for pid -1)",
+              supported=lambda c: _uprobe_multi_verdict(c)),
+    # -- perf_event_open
+    ProbeRule("syscall_wrapper", "perf_event_open", "kprobe on __<arch>_sys_bpf",
+              _kprobe_on_sys_bpf, "does the kernel name syscalls __<arch>_sys_*"),
+)
+
+
+# ------------------------------------------------------------------------ phases
+
+_OBJECT_COMMANDS = frozenset({
+    "BPF_PROG_LOAD", "BPF_MAP_CREATE", "BPF_BTF_LOAD", "BPF_MAP_FREEZE", "BPF_PROG_BIND_MAP",
+    "BPF_OBJ_PIN", "BPF_OBJ_GET", "BPF_TOKEN_CREATE",
+})
+_LOADING_COMMANDS = frozenset({"BPF_PROG_LOAD", "BPF_MAP_CREATE", "BPF_BTF_LOAD"})
+_ATTACH_COMMANDS = frozenset({
+    "BPF_LINK_CREATE", "BPF_RAW_TRACEPOINT_OPEN", "BPF_PROG_ATTACH", "BPF_LINK_UPDATE",
+})
+_TEARDOWN_COMMANDS = frozenset({"BPF_PROG_DETACH", "BPF_LINK_DETACH"})
+_MAP_WRITES = frozenset({"BPF_MAP_UPDATE_ELEM", "BPF_MAP_DELETE_ELEM", "BPF_MAP_UPDATE_BATCH",
+                         "BPF_MAP_DELETE_BATCH"})
+# PERF_EVENT_IOC_ENABLE, _DISABLE, _SET_BPF.
+_IOC_ENABLE, _IOC_DISABLE, _IOC_SET_BPF = 0x2400, 0x2401, 0x40042408
+_SO_ATTACH_BPF, _SO_DETACH_BPF = 50, 27
+
+
+class _Timeline:
+    """Per process: where loading ends and attaching starts (non-probe calls)."""
+
+    def __init__(self, calls: list[Call], probes: dict[int, str]) -> None:
+        self.last_load: dict[int, int] = {}
+        self.first_attach: dict[int, int] = {}
+        for call in calls:
+            index, pid = call["index"], call.get("pid", 0)
+            if index in probes:
+                continue
+            if command(call) in _LOADING_COMMANDS:
+                self.last_load[pid] = index
+            if _attach_call(call) and pid not in self.first_attach:
+                self.first_attach[pid] = index
+
+    def loading(self, call: Call) -> bool:
+        """Still loading: before the process's last object load and its first attach."""
+        pid = call.get("pid", 0)
+        return (call["index"] < self.last_load.get(pid, -1)
+                and call["index"] < self.first_attach.get(pid, 1 << 62))
+
+    def attached(self, call: Call) -> bool:
+        return call["index"] > self.first_attach.get(call.get("pid", 0), 1 << 62)
+
+
+def _arg(call: Call, i: int) -> int:
+    args = call.get("args")
+    value = args[i] if isinstance(args, list | tuple) and i < len(args) else 0
+    return value if isinstance(value, int) else 0
+
+
+def _attach_call(call: Call) -> bool:
+    syscall = call.get("syscall")
+    if syscall == "bpf":
+        return command(call) in _ATTACH_COMMANDS
+    if syscall == "perf_event_open":
+        return True
+    if syscall == "ioctl":
+        return _arg(call, 1) & 0xFFFFFFFF in (_IOC_ENABLE, _IOC_SET_BPF)
+    if syscall == "setsockopt":
+        return _arg(call, 2) == _SO_ATTACH_BPF
+    return False
+
+
+def _phase(call: Call, ctx: Context, timeline: _Timeline) -> str:
+    syscall = call.get("syscall")
+    if _attach_call(call):
+        return "attach"
+    if syscall == "bpf":
+        name = command(call)
+        if name in _OBJECT_COMMANDS:
+            return "object"
+        if name in _TEARDOWN_COMMANDS:
+            return "teardown"
+        if name in _MAP_WRITES:
+            made_here = ctx.creator(call, "map_fd") is not None
+            return "object" if made_here and not timeline.attached(call) else "runtime"
+        return "object" if timeline.loading(call) else "runtime"
+    if syscall == "close":
+        made_by = ctx.creator(call, "fd")
+        if made_by is not None and (command(made_by) in _ATTACH_COMMANDS
+                                    or made_by.get("syscall") == "perf_event_open"):
+            return "teardown"
+        return "object" if timeline.loading(call) else "teardown"
+    if syscall == "ioctl":
+        return "teardown" if _arg(call, 1) & 0xFFFFFFFF == _IOC_DISABLE else "runtime"
+    if syscall == "setsockopt" and _arg(call, 2) == _SO_DETACH_BPF:
+        return "teardown"
+    if syscall == "munmap":
+        return "teardown"
+    if syscall in ("dup", "dup2", "dup3", "fcntl", "memfd_create"):
+        return "object" if timeline.loading(call) else "runtime"
+    return "runtime"  # mmap, and anything else a process does with its objects
+
+
+# ------------------------------------------------------------------------ labelling
+
+
+def _rules_for(call: Call) -> tuple[ProbeRule, ...]:
+    key = command(call) or call.get("syscall") or ""
+    return _RULES_BY_CALL.get(key, ())
+
+
+_RULES_BY_CALL: dict[str, tuple[ProbeRule, ...]] = {}
+for _rule in PROBE_RULES:
+    _RULES_BY_CALL[_rule.call] = (*_RULES_BY_CALL.get(_rule.call, ()), _rule)
+
+
+def _errno_name(value: object) -> str:
+    return errno_module.errorcode.get(value, str(value)) if isinstance(value, int) else "?"
+
+
+def _outcome(call: Call, rule: ProbeRule) -> str:
+    """The note of a probe call: what it tests, and what the kernel's answer means."""
+    verdict = rule.supported(call)
+    answer = f"failed with {_errno_name(call.get('errno'))}" if call.get("ret") == -1 \
+        else "succeeded"
+    if verdict is None:
+        return f"{rule.note} ({answer})"
+    return f"{rule.note} ({answer}: {'supported' if verdict else 'not supported'})"
+
+
+def _follow_probe(ctx: Context, call: Call) -> str | None:
+    """The probe whose fds this call acts on (all of them), or whose probe calls are the
+    only users of the fd this call made."""
+    tracker = ctx.fds
+    index = call["index"]
+    refs = tracker.references(index)
+    if refs:
+        owners = {ctx.probes.get(life.root.created) for _, life in refs}
+        if len(owners) == 1 and None not in owners:
+            return owners.pop()
+    if tracker.created_by(index) is not None:
+        users = ctx.users(call)
+        owners = {ctx.probes.get(u["index"]) for u in users}
+        if users and len(owners) == 1 and None not in owners:
+            return owners.pop()
+    return None
+
+
+def _follow_note(ctx: Context, call: Call, probe: str) -> str:
+    if call.get("syscall") == "close":
+        made_by = ctx.creator(call, "fd")
+        what = _KIND_OF.get(command(made_by) or "", "fd") if made_by else "fd"
+        return f"closes the {probe} probe's {what}"
+    return f"part of the {probe} probe"
+
+
+_KIND_OF = {"BPF_PROG_LOAD": "program", "BPF_MAP_CREATE": "map", "BPF_BTF_LOAD": "BTF",
+            "BPF_LINK_CREATE": "link"}
+
+
+def label_calls(calls: Iterable[Call]) -> list[CallLabel]:
+    """One label per call record (records of other types are skipped), in input order."""
+    records = [c for c in calls if isinstance(c, dict) and c.get("type", "call") == "call"]
+    tracker = FdTracker(records)
+    ctx = Context(tracker)
+    notes: dict[int, str] = {}
+    for call in tracker.calls:
+        for rule in _rules_for(call):
+            if rule.matches(ctx, call):
+                ctx.probes[call["index"]] = rule.probe
+                notes[call["index"]] = _outcome(call, rule)
+                break
+    # Follow-ups, twice: a map used only by a probe program may come before the close
+    # that follows it.
+    for _ in range(2):
+        for call in tracker.calls:
+            if call["index"] in ctx.probes:
+                continue
+            probe = _follow_probe(ctx, call)
+            if probe is not None:
+                ctx.probes[call["index"]] = probe
+                notes[call["index"]] = _follow_note(ctx, call, probe)
+    timeline = _Timeline(tracker.calls, ctx.probes)
+    labels = []
+    for call in tracker.calls:
+        index = call["index"]
+        probe = ctx.probes.get(index)
+        if probe is not None:
+            labels.append(CallLabel(index, "probe", probe, notes.get(index, "")))
+        else:
+            labels.append(CallLabel(index, _phase(call, ctx, timeline), None))
+    return labels
+
+
+def probe_table(labels: Iterable[CallLabel]) -> dict[int, str]:
+    """index -> probe name for the probe calls among ``labels``."""
+    return {label.index: label.probe for label in labels if label.probe is not None}
