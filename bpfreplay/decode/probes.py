@@ -231,11 +231,11 @@ def _kprobe_on_sys_bpf(ctx: Context, call: Call) -> bool:
 
 def _succeeded(call: Call) -> bool | None:
     ret = call.get("ret")
-    return None if ret is None else ret >= 0
+    return ret >= 0 if isinstance(ret, int) else None
 
 
 def _failed_with(call: Call, error: int) -> bool | None:
-    if call.get("ret") is None:
+    if not isinstance(call.get("ret"), int):
         return None
     return call.get("ret") == -1 and call.get("errno") == error
 
@@ -385,7 +385,7 @@ class _Timeline:
         self.last_load: dict[int, int] = {}
         self.first_attach: dict[int, int] = {}
         for call in calls:
-            index, pid = call["index"], call.get("pid", 0)
+            index, pid = call["index"], _pid(call)
             if index in probes:
                 continue
             if command(call) in _LOADING_COMMANDS:
@@ -395,12 +395,17 @@ class _Timeline:
 
     def loading(self, call: Call) -> bool:
         """Still loading: before the process's last object load and its first attach."""
-        pid = call.get("pid", 0)
+        pid = _pid(call)
         return (call["index"] < self.last_load.get(pid, -1)
                 and call["index"] < self.first_attach.get(pid, 1 << 62))
 
     def attached(self, call: Call) -> bool:
-        return call["index"] > self.first_attach.get(call.get("pid", 0), 1 << 62)
+        return call["index"] > self.first_attach.get(_pid(call), 1 << 62)
+
+
+def _pid(call: Call) -> int:
+    pid = call.get("pid")
+    return pid if isinstance(pid, int) else 0
 
 
 def _arg(call: Call, i: int) -> int:
