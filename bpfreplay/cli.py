@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Decode the calls of a trace file.")
     explain.add_arguments(exp)
     exp.set_defaults(handler=explain.run)
+
+    from bpfreplay import replay
+
+    run = commands.add_parser(
+        "run", help="load and attach an eBPF object with the Python loader",
+        description="Load OBJECT with bpfreplay's pure-Python loader (libbpf 1.1.2's "
+        "behaviour), attach its programs, print what they bpf_printk, and tear everything "
+        "down on Ctrl-C or after --duration. With --compare, check that the loader made "
+        "the same calls as the C reference built on libbpf.",
+    )
+    replay.add_arguments(run)
+    run.set_defaults(handler=replay.run)
     return parser
 
 

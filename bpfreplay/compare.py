@@ -258,7 +258,12 @@ def _s32(value: int) -> int:
 
 
 def _signature(call: dict[str, Any]) -> str:
-    return f"{call['syscall']} {call.get('cmd', '')}".strip()
+    """What aligns two calls: syscall, command, and the object made or closed."""
+    ret = call.get("ret")
+    made = ret.rsplit("#", 1)[0] if isinstance(ret, str) and "#" in ret else ""
+    if call["syscall"] == "close" and isinstance(call["args"]["fd"], str):
+        made = call["args"]["fd"].rsplit("#", 1)[0]
+    return f"{call['syscall']} {call.get('cmd', '')} {made}".strip()
 
 
 def _describe(call: dict[str, Any]) -> str:

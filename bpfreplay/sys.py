@@ -139,9 +139,10 @@ PROT_READ, PROT_WRITE = 1, 2
 MAP_SHARED = 1
 
 
-def mmap(fd: int, length: int, prot: int, flags: int = MAP_SHARED, offset: int = 0) -> int:
-    """The address of a new mapping of ``fd``."""
-    return syscall(nr.MMAP, 0, length, prot, flags, fd, offset) & 0xFFFFFFFFFFFFFFFF
+def mmap(fd: int, length: int, prot: int, flags: int = MAP_SHARED, offset: int = 0, *,
+         address: int = 0) -> int:
+    """The address of a new mapping of ``fd`` (-1 with MAP_ANONYMOUS: memory)."""
+    return syscall(nr.MMAP, address, length, prot, flags, fd, offset) & 0xFFFFFFFFFFFFFFFF
 
 
 def munmap(address: int, length: int) -> None:

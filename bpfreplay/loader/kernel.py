@@ -1,0 +1,554 @@
+"""The loader's kernel stage: what libbpf 1.1.2's bpf_object__load() and a bpftool
+skeleton's load/attach/destroy do with an ``ObjectSpec``, call for call.
+
+Order (libbpf's bpf_object_load): probe that loading works, load vmlinux BTF if the
+object needs it, resolve externs, sanitise and load the object's BTF, sanitise the
+maps, create them (with initial contents for data maps, freezing .rodata/.kconfig),
+relocate the programs, load them (binding .rodata to each), then, as the skeleton
+does, remap the mmapable data maps over their images. ``LoadedObject.close()`` undoes
+it all in the skeleton's order; every error path closes what was made.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as errno_codes
+import os
+import struct
+from dataclasses import dataclass, field
+
+from bpfreplay import sys as bsys
+from bpfreplay.errors import LoaderError
+from bpfreplay.loader import bpfcalls
+from bpfreplay.loader.features import Features, probe_loading
+from bpfreplay.loader.spec import MapKind, MapSpec, ObjectSpec, ProgramSpec
+from bpfreplay.uapi import enum_values
+
+BPF_F_MMAPABLE = 1 << 10
+BPF_F_RDONLY_PROG = 1 << 7
+MAP_ANONYMOUS, MAP_FIXED = 0x20, 0x10
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+_HELPERS = enum_values("bpf_func_id")
+_PROBE_READ_FALLBACK = {
+    _HELPERS["BPF_FUNC_probe_read_kernel"]: _HELPERS["BPF_FUNC_probe_read"],
+    _HELPERS["BPF_FUNC_probe_read_user"]: _HELPERS["BPF_FUNC_probe_read"],
+    _HELPERS["BPF_FUNC_probe_read_kernel_str"]: _HELPERS["BPF_FUNC_probe_read_str"],
+    _HELPERS["BPF_FUNC_probe_read_user_str"]: _HELPERS["BPF_FUNC_probe_read_str"],
+}
+
+
+def kernel_version() -> int:
+    """libbpf's get_kernel_version(): KERNEL_VERSION(major, minor, patch) of uname -r
+    (or of /proc/version_signature on Ubuntu), the patch level capped at 255."""
+    try:
+        with open("/proc/version_signature") as f:
+            parts = f.read().split()
+        major, minor, patch = (int(x) for x in parts[2].split(".")[:3])
+        return (major << 16) | (minor << 8) | min(patch, 255)
+    except (OSError, ValueError, IndexError):
+        pass
+    numbers: list[int] = []
+    for piece in os.uname().release.replace("-", ".").split(".")[:3]:
+        digits = "".join(c for c in piece if c.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    major, minor, patch = (numbers + [0, 0, 0])[:3]
+    return (major << 16) | (minor << 8) | min(patch, 255)
+
+
+def mmap_size(m: MapSpec) -> int:
+    """bpf_map_mmap_sz(): value size rounded to 8, times entries, rounded to pages."""
+    size = ((m.value_size + 7) & ~7) * m.max_entries
+    return (size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+
+
+@dataclass
+class LoadedMap:
+    spec: MapSpec
+    fd: int = -1
+    flags: int = 0  # after sanitisation
+    image: int = 0  # address of the data map's memory (anonymous, then the map itself)
+    image_size: int = 0
+    remapped: bool = False  # image now maps the BPF map (MAP_SHARED|MAP_FIXED)
+
+    def write(self, offset: int, data: bytes) -> None:
+        if not self.image or offset + len(data) > self.image_size:
+            raise LoaderError(f"map '{self.spec.name}': cannot write {len(data)} bytes at "
+                              f"offset {offset}")
+        ctypes.memmove(self.image + offset, data, len(data))
+
+    def read(self, offset: int, length: int) -> bytes:
+        return ctypes.string_at(self.image + offset, length)
+
+
+@dataclass
+class LoadedProgram:
+    spec: ProgramSpec
+    fd: int = -1
+    log: str = ""
+
+
+@dataclass
+class Link:
+    """An attachment. ``kind``: "perf" (perf event + BPF link or SET_BPF), "raw_tp",
+    "link" (a plain BPF link)."""
+
+    program: str
+    kind: str
+    fd: int
+    perf_fd: int = -1
+    target: str = ""
+
+
+@dataclass
+class LoadOptions:
+    log_level: int = 0  # 0: ask for the verifier log only after a failure, as libbpf
+    vmlinux_btf_path: str = "/sys/kernel/btf/vmlinux"
+
+
+@dataclass
+class LoadedObject:
+    spec: ObjectSpec
+    features: Features
+    maps: list[LoadedMap] = field(default_factory=list)
+    programs: list[LoadedProgram] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    btf_fd: int = -1
+    loaded: bool = False
+    closed: bool = False
+    warnings: list[str] = field(default_factory=list)  # what libbpf would only warn about
+
+    def map(self, name: str) -> LoadedMap:
+        for m in self.maps:
+            if name in (m.spec.name, m.spec.real_name):
+                return m
+        raise LoaderError(f"object '{self.spec.name}' has no map '{name}'")
+
+    def program(self, name: str) -> LoadedProgram:
+        for p in self.programs:
+            if p.spec.name == name:
+                return p
+        raise LoaderError(f"object '{self.spec.name}' has no program '{name}'")
+
+    # ------------------------------------------------------------ teardown
+
+    def detach(self) -> None:
+        """bpf_object__detach_skeleton(): destroy every link, in program order."""
+        for link in self.links:
+            _destroy_link(link)
+        self.links.clear()
+
+    def close(self) -> None:
+        """bpf_object__destroy_skeleton(): links, then map fds, program fds, the BTF fd,
+        then the maps' memory."""
+        if self.closed:
+            return
+        self.closed = True
+        self.detach()
+        for m in self.maps:
+            if m.fd >= 0:
+                _close_quietly(m.fd)
+                m.fd = -1
+        for p in self.programs:
+            if p.fd >= 0:
+                _close_quietly(p.fd)
+                p.fd = -1
+        if self.btf_fd >= 0:
+            _close_quietly(self.btf_fd)
+            self.btf_fd = -1
+        for m in self.maps:
+            if m.image:
+                try:
+                    bsys.munmap(m.image, m.image_size)
+                except OSError:
+                    pass
+                m.image = 0
+
+    def __enter__(self) -> LoadedObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        bsys.close(fd)
+    except OSError:
+        pass
+
+
+def _destroy_link(link: Link) -> None:
+    """bpf_link__destroy() for each kind of link libbpf makes."""
+    if link.kind == "perf":
+        try:
+            bsys.ioctl(link.perf_fd, PERF_EVENT_IOC_DISABLE, 0)
+        except OSError:
+            pass
+        if link.perf_fd != link.fd:
+            _close_quietly(link.perf_fd)
+    _close_quietly(link.fd)
+
+
+PERF_EVENT_IOC_ENABLE = 0x2400
+PERF_EVENT_IOC_DISABLE = 0x2401
+PERF_EVENT_IOC_SET_BPF = 0x40042408
+
+
+# --------------------------------------------------------------------- open
+
+
+def open_object(spec: ObjectSpec, features: Features | None = None) -> LoadedObject:
+    """bpf_object__open()'s memory side: an anonymous image per data map, holding its
+    initial contents, which the user may change before load (skeleton globals)."""
+    obj = LoadedObject(spec, features or Features())
+    try:
+        for m in spec.maps:
+            loaded = LoadedMap(m, flags=m.flags)
+            if m.kind != MapKind.USER:
+                loaded.image_size = mmap_size(m)
+                loaded.image = bsys.mmap(-1, loaded.image_size,
+                                         bsys.PROT_READ | bsys.PROT_WRITE,
+                                         bsys.MAP_SHARED | MAP_ANONYMOUS)
+                if m.initial_value:
+                    loaded.write(0, m.initial_value)
+            obj.maps.append(loaded)
+        obj.programs = [LoadedProgram(p) for p in spec.entry_programs]
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+# --------------------------------------------------------------------- load
+
+
+def load(obj: LoadedObject, options: LoadOptions | None = None) -> LoadedObject:
+    """bpf_object__load() and the skeleton's remapping of data maps. On any error,
+    everything made so far is closed and LoaderError says where it failed."""
+    options = options or LoadOptions()
+    if obj.loaded:
+        raise LoaderError(f"object '{obj.spec.name}': load can't be attempted twice")
+    obj.loaded = True
+    try:
+        _load(obj, options)
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def _load(obj: LoadedObject, options: LoadOptions) -> None:
+    spec, features = obj.spec, obj.features
+    try:
+        probe_loading(features)
+    except OSError as e:
+        raise LoaderError(f"loading object '{spec.name}': the kernel refuses even a trivial "
+                          f"program: {e.strerror} (is bpf() allowed for this user?)") from e
+    vmlinux = _vmlinux_btf(options) if spec.needs_vmlinux_btf else None
+    kconfig_image = _resolve_externs(obj, vmlinux)
+    _load_btf(obj)
+    _sanitize_maps(obj)
+    _create_maps(obj, kconfig_image)
+    relocated = _relocate(obj, vmlinux)
+    _load_programs(obj, relocated, options)
+    _remap_data_maps(obj)
+
+
+def _vmlinux_btf(options: LoadOptions):  # noqa: ANN202 - a Btf
+    from bpfreplay.decode.btf import parse_btf
+
+    try:
+        with open(options.vmlinux_btf_path, "rb") as f:
+            return parse_btf(f.read())
+    except OSError as e:
+        raise LoaderError(f"reading the kernel's BTF {options.vmlinux_btf_path}: "
+                          f"{e.strerror}") from e
+
+
+def _resolve_externs(obj: LoadedObject, vmlinux: object) -> bytes | None:
+    if not obj.spec.externs:
+        return None
+    from bpfreplay.loader import externs_kernel
+
+    return externs_kernel.resolve(obj, vmlinux)
+
+
+# ---------------------------------------------------------------------- BTF
+
+
+BTF_SANITIZE_FEATURES = ("btf_global_func", "btf_datasec", "btf_float", "btf_func",
+                         "btf_decl_tag", "btf_type_tag", "btf_enum64")
+
+
+def _load_btf(obj: LoadedObject) -> None:
+    """bpf_object__sanitize_and_load_btf()."""
+    spec, features = obj.spec, obj.features
+    if spec.btf_bytes is None:
+        return
+    if not features.supports("btf"):
+        return  # libbpf: "Kernel doesn't support BTF, skipping uploading it."
+    blob = spec.btf_bytes
+    # btf_needs_sanitization() asks all seven, in this order.
+    support = {name: features.supports(name) for name in BTF_SANITIZE_FEATURES}
+    if not all(support.values()):
+        from bpfreplay.loader.btf_sanitize import sanitize_btf
+
+        blob = sanitize_btf(blob, support)
+    try:
+        obj.btf_fd = _btf_load_with_log(blob, features)
+    except OSError as e:
+        obj.btf_fd = -1
+        # BTF is optional unless the object has struct_ops; libbpf only warns.
+        obj.warnings.append(f"loading the object's BTF failed ({e.strerror}); "
+                            "going on without BTF, as libbpf does")
+
+
+def _btf_load_with_log(blob: bytes, features: Features) -> int:
+    """btf_load_into_kernel(): no log first; on failure a 16 MiB log at level 1, grown
+    on ENOSPC."""
+    try:
+        return bpfcalls.btf_load(blob, features=features)
+    except OSError:
+        pass
+    size = bpfcalls.BPF_LOG_BUF_SIZE
+    while True:
+        keep = bsys.Buffers()
+        address, buf = keep.zeroed(size)
+        try:
+            return bpfcalls.btf_load(blob, features=features, log_buf=address, log_size=size,
+                                     log_level=1)
+        except OSError as e:
+            if e.errno == errno_codes.ENOSPC and size <= 0xFFFFFFFF // 2:
+                size *= 2
+                continue
+            log = buf.value.decode(errors="replace")
+            raise OSError(e.errno, f"{e.strerror}: {log.strip()}" if log else e.strerror) \
+                from e
+
+
+# --------------------------------------------------------------------- maps
+
+
+def _sanitize_maps(obj: LoadedObject) -> None:
+    """bpf_object__sanitize_maps(): without mmapable arrays, data maps lose the flag."""
+    for m in obj.maps:
+        if m.spec.kind != MapKind.USER and not obj.features.supports("array_mmap"):
+            m.flags ^= BPF_F_MMAPABLE
+
+
+def _create_maps(obj: LoadedObject, kconfig_image: bytes | None) -> None:
+    """bpf_object__create_maps()."""
+    for m in obj.maps:
+        spec = m.spec
+        if spec.kind != MapKind.USER and not obj.features.supports("global_data"):
+            continue  # libbpf skips them; programs using them fail at load
+        if spec.pinning:
+            raise LoaderError(f"map '{spec.name}': pinned maps are not supported yet")
+        try:
+            m.fd = _create_map(obj, spec, m.flags)
+        except OSError as e:
+            raise LoaderError(f"map '{spec.name}': failed to create: {e.strerror}") from e
+        if spec.kind != MapKind.USER:
+            _populate_data_map(obj, m, kconfig_image)
+        if spec.init_slots:
+            raise LoaderError(f"map '{spec.name}': initial map-in-map slots are not "
+                              "supported yet")
+
+
+_NO_BTF_MAP_TYPES = frozenset(
+    enum_values("bpf_map_type")["BPF_MAP_TYPE_" + n] for n in (
+        "PERF_EVENT_ARRAY", "CGROUP_ARRAY", "STACK_TRACE", "ARRAY_OF_MAPS", "HASH_OF_MAPS",
+        "DEVMAP", "DEVMAP_HASH", "CPUMAP", "XSKMAP", "SOCKMAP", "SOCKHASH", "QUEUE", "STACK"))
+_MAP_IN_MAP = frozenset(enum_values("bpf_map_type")["BPF_MAP_TYPE_" + n]
+                        for n in ("ARRAY_OF_MAPS", "HASH_OF_MAPS"))
+
+
+def _create_map(obj: LoadedObject, spec: MapSpec, flags: int) -> int:
+    """bpf_object__create_map(): the inner map first for maps of maps (closed after),
+    BTF ids when the object's BTF is loaded, and one retry without BTF."""
+    btf_fd = obj.btf_fd if obj.btf_fd >= 0 else 0
+    key_id = spec.btf_key_type_id if obj.btf_fd >= 0 else 0
+    value_id = spec.btf_value_type_id if obj.btf_fd >= 0 else 0
+    if spec.type in _NO_BTF_MAP_TYPES:
+        btf_fd = key_id = value_id = 0
+    inner_fd = -1
+    if spec.type in _MAP_IN_MAP and spec.inner is not None:
+        inner_fd = _create_map(obj, spec.inner, spec.inner.flags)
+
+    def create(btf: int, key: int, value: int) -> int:
+        return bpfcalls.map_create(
+            spec.type, spec.name, spec.key_size, spec.value_size, spec.max_entries,
+            features=obj.features, map_flags=flags, btf_fd=btf, btf_key_type_id=key,
+            btf_value_type_id=value, inner_map_fd=max(inner_fd, 0), map_extra=spec.map_extra,
+            numa_node=spec.numa_node)
+
+    try:
+        try:
+            return create(btf_fd, key_id, value_id)
+        except OSError:
+            if not (key_id or value_id):
+                raise
+            return create(0, 0, 0)  # "Retrying without BTF."
+    finally:
+        if inner_fd >= 0:
+            _close_quietly(inner_fd)
+
+
+def _populate_data_map(obj: LoadedObject, m: LoadedMap, kconfig_image: bytes | None) -> None:
+    """bpf_object__populate_internal_map(): the image as the map's one value; .rodata
+    and .kconfig then frozen."""
+    if m.spec.kind == MapKind.KCONFIG and kconfig_image is not None:
+        m.write(0, kconfig_image)
+    try:
+        bpfcalls.map_update_elem_at(m.fd, struct.pack("<i", 0), m.image)
+        if m.spec.kind in (MapKind.RODATA, MapKind.KCONFIG):
+            bpfcalls.map_freeze(m.fd)
+    except OSError as e:
+        raise LoaderError(f"map '{m.spec.name}': setting its initial contents failed: "
+                          f"{e.strerror}") from e
+
+
+# ----------------------------------------------------------------- programs
+
+
+@dataclass
+class RelocatedProgram:
+    insns: bytes
+    func_info: bytes = b""
+    func_info_rec_size: int = 0
+    line_info: bytes = b""
+    line_info_rec_size: int = 0
+
+
+def _relocate(obj: LoadedObject, vmlinux: object) -> dict[str, RelocatedProgram]:
+    from bpfreplay.loader import relocate
+
+    fds = [m.fd for m in obj.maps]
+    out = {}
+    for p in obj.programs:
+        try:
+            result = relocate.relocate_program(obj.spec, p.spec, fds, vmlinux_btf=vmlinux)
+        except LoaderError as e:
+            raise LoaderError(f"prog '{p.spec.name}': relocating: {e}") from e
+        out[p.spec.name] = RelocatedProgram(
+            result.insns, result.func_info or b"", result.func_info_rec_size,
+            result.line_info or b"", result.line_info_rec_size)
+    return out
+
+
+def _sanitize_insns(obj: LoadedObject, insns: bytes) -> bytes:
+    """bpf_object__sanitize_prog(): on kernels without bpf_probe_read_{kernel,user}
+    call bpf_probe_read instead (the probe is asked only if such a call exists)."""
+    out = bytearray(insns)
+    for i in range(0, len(out) - 7, 8):
+        code, regs, _, imm = struct.unpack_from("<BBhi", out, i)
+        if code == 0x85 and regs >> 4 == 0 and imm in _PROBE_READ_FALLBACK:
+            if not obj.features.supports("probe_read_kern"):
+                struct.pack_into("<i", out, i + 4, _PROBE_READ_FALLBACK[imm])
+    return bytes(out)
+
+
+def _load_programs(obj: LoadedObject, relocated: dict[str, RelocatedProgram],
+                   options: LoadOptions) -> None:
+    spec, features = obj.spec, obj.features
+    for p in obj.programs:
+        r = relocated[p.spec.name]
+        r.insns = _sanitize_insns(obj, r.insns)
+    kern_version = spec.kern_version if spec.kern_version is not None else kernel_version()
+    for p in obj.programs:
+        if not p.spec.autoload:
+            continue
+        r = relocated[p.spec.name]
+        load = _prog_load_attrs(obj, p.spec, r, kern_version)
+        p.fd, p.log = _prog_load_with_log(p.spec, load, features, options.log_level)
+        if spec.has_rodata and features.supports("prog_bind_map"):
+            for m in obj.maps:
+                if m.spec.kind == MapKind.RODATA and m.fd >= 0:
+                    try:
+                        bpfcalls.prog_bind_map(p.fd, m.fd)
+                    except OSError:
+                        pass  # libbpf: "Don't fail hard if can't bind rodata."
+
+
+def _prog_load_attrs(obj: LoadedObject, prog: ProgramSpec, r: RelocatedProgram,
+                     kern_version: int) -> bpfcalls.ProgLoad:
+    from bpfreplay.loader.sections import SecFlags
+
+    load = bpfcalls.ProgLoad(prog.prog_type, r.insns, license=obj.spec.license,
+                             name=prog.name, kern_version=kern_version)
+    load.expected_attach_type = prog.expected_attach_type
+    if obj.btf_fd >= 0 and obj.features.supports("btf_func"):
+        load.prog_btf_fd = obj.btf_fd
+        if r.func_info:
+            load.func_info, load.func_info_rec_size = r.func_info, r.func_info_rec_size
+            load.func_info_cnt = len(r.func_info) // r.func_info_rec_size
+        if r.line_info:
+            load.line_info, load.line_info_rec_size = r.line_info, r.line_info_rec_size
+            load.line_info_cnt = len(r.line_info) // r.line_info_rec_size
+    # libbpf_prepare_prog_load()
+    flags = prog.sec_flags
+    if flags & SecFlags.EXP_ATTACH_OPT and not obj.features.supports("exp_attach_type"):
+        load.expected_attach_type = 0
+    load.prog_flags |= prog.prog_flags
+    if flags & SecFlags.ATTACH_BTF:
+        raise LoaderError(f"prog '{prog.name}': section '{prog.section}' attaches by BTF id "
+                          "(fentry/fexit/lsm/tp_btf/iter): not supported yet")
+    return load
+
+
+def _prog_load_with_log(prog: ProgramSpec, load: bpfcalls.ProgLoad, features: Features,
+                        log_level: int) -> tuple[int, str]:
+    """bpf_object_load_prog(): without a log first (unless asked); on failure again at
+    log level 1 with libbpf's own 16 MiB buffer, doubled on ENOSPC."""
+    size = 0
+    buf = None
+    while True:
+        keep = bsys.Buffers()
+        address = 0
+        if log_level:
+            size = max(bpfcalls.BPF_LOG_BUF_SIZE, size * 2)
+            address, buf = keep.zeroed(size)
+            load.log_level, load.log_size = log_level, size
+        try:
+            fd = bpfcalls.prog_load(load, features=features, log_buf=address)
+            return fd, buf.value.decode(errors="replace") if buf is not None else ""
+        except OSError as e:
+            if log_level == 0:
+                log_level = 1
+                continue
+            if e.errno == errno_codes.ENOSPC and size <= 0xFFFFFFFF // 2:
+                continue
+            log = buf.value.decode(errors="replace") if buf is not None else ""
+            raise ProgramLoadError(prog, e, log) from e
+
+
+class ProgramLoadError(LoaderError):
+    """The verifier (or the kernel) refused a program; ``log`` is the verifier's log."""
+
+    def __init__(self, prog: ProgramSpec, error: OSError, log: str):
+        self.program = prog.name
+        self.errno = error.errno
+        self.log = log
+        last = [line for line in log.strip().splitlines() if line][-3:]
+        detail = ("\n  " + "\n  ".join(last)) if last else ""
+        super().__init__(f"prog '{prog.name}': BPF program load failed: {error.strerror}"
+                         f"{detail}")
+
+
+# --------------------------------------------------------------- skeleton
+
+
+def _remap_data_maps(obj: LoadedObject) -> None:
+    """bpf_object__load_skeleton(): each mmapable data map's image is replaced, at the
+    same address, by a shared mapping of the map itself."""
+    for m in obj.maps:
+        if not m.image or not m.flags & BPF_F_MMAPABLE or m.fd < 0:
+            continue
+        prot = bsys.PROT_READ if m.flags & BPF_F_RDONLY_PROG else bsys.PROT_READ | bsys.PROT_WRITE
+        try:
+            bsys.mmap(m.fd, m.image_size, prot, bsys.MAP_SHARED | MAP_FIXED, address=m.image)
+        except OSError as e:
+            raise LoaderError(f"map '{m.spec.name}': failed to re-mmap(): {e.strerror}") from e
+        m.remapped = True
+

@@ -1,0 +1,134 @@
+"""The kernel's trace pipe, where bpf_printk() writes, filtered to lines our programs
+could have printed: a line counts as ours when its message matches one of the format
+strings in the object's read-only data (the machine may run other BPF programs, and
+the pipe does not say which program printed)."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import sys
+from collections.abc import Iterable
+
+TRACE_PIPES = ("/sys/kernel/debug/tracing/trace_pipe", "/sys/kernel/tracing/trace_pipe")
+_CONVERSION = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z)?([diuxXpscK%])")
+_PRINTK_LINE = re.compile(r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[\d+\].*?: bpf_trace_printk: "
+                          r"(?P<message>.*)$")
+
+
+def format_patterns(data_sections: Iterable[bytes]) -> list[re.Pattern[str]]:
+    """Regexes for the printf-style format strings found in ``data_sections``."""
+    patterns = []
+    for data in data_sections:
+        for raw in data.split(b"\0"):
+            if b"%" not in raw and not raw.endswith(b"\n"):
+                continue
+            try:
+                text = raw.decode().rstrip("\n")
+            except UnicodeDecodeError:
+                continue
+            if not text:
+                continue
+            regex, pos = "", 0
+            for m in _CONVERSION.finditer(text):
+                regex += re.escape(text[pos:m.start()])
+                regex += "%" if m.group(1) == "%" else ".*?"
+                pos = m.end()
+            regex += re.escape(text[pos:])
+            patterns.append(re.compile("^" + regex + "$"))
+    return patterns
+
+
+def ours(line: str, patterns: list[re.Pattern[str]]) -> str | None:
+    """The message of a bpf_trace_printk line if it matches one of our formats."""
+    m = _PRINTK_LINE.match(line)
+    if m is None:
+        return None
+    message = m.group("message").rstrip()
+    if patterns and not any(p.match(message) for p in patterns):
+        return None
+    return line.rstrip("\n")
+
+
+class TracePipe:
+    """Non-blocking lines from the trace pipe."""
+
+    def __init__(self) -> None:
+        self.fd = -1
+        self.path = ""
+        for path in TRACE_PIPES:
+            try:
+                self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                self.path = path
+                break
+            except OSError:
+                continue
+        self._partial = b""
+
+    @property
+    def available(self) -> bool:
+        return self.fd >= 0
+
+    def lines(self, timeout: float) -> list[str]:
+        if self.fd < 0:
+            return []
+        ready, _, _ = select.select([self.fd], [], [], max(timeout, 0))
+        if not ready:
+            return []
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return []
+        data = self._partial + chunk
+        *complete, self._partial = data.split(b"\n")
+        return [c.decode(errors="replace") for c in complete]
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def start_printer(patterns: list[re.Pattern[str]]) -> int:
+    """Fork a process that prints our lines from the trace pipe until it is stopped.
+
+    The printing must not happen in the loading process: each write() of that process
+    may fire a program attached to write() (the reference's is), whose output would be
+    printed by another write(), and so on. Fork before any BPF object exists, so that
+    the printer holds none of their fds. Returns the printer's pid (0: no trace pipe).
+    """
+    pipe = TracePipe()
+    if not pipe.available:
+        return 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        pipe.close()
+        return pid
+    code = 0
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the loader decides when to stop
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        parent = os.getppid()
+        while os.getppid() == parent:
+            for line in pipe.lines(0.5):
+                shown = ours(line, patterns)
+                if shown is not None:
+                    os.write(1, (shown + "\n").encode())
+    except BaseException:  # noqa: BLE001 - a forked child must never return
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def stop_printer(pid: int) -> None:
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
