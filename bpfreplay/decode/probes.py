@@ -77,14 +77,18 @@ def _calls_only(call: Call, helper: str) -> bool:
             and insns[1][0] == _EXIT)
 
 
+def _returns_zero(call: Call) -> bool:
+    """``r0 = 0; exit`` without BTF."""
+    insns = instructions(call)
+    return (len(insns) == 2 and insns[0] == (_MOV64_IMM, 0, 0, 0, 0)
+            and insns[1][0] == _EXIT and not attr_field(call, "prog_btf_fd"))
+
+
 def _anonymous_return_zero(call: Call) -> bool:
     """``r0 = 0; exit`` with no name and no BTF: the program of libbpf's loading,
     det_bind, perf_link and exp_attach_type probes. (An object's own trivial program
     has a name and BTF whenever the kernel takes them.)"""
-    insns = instructions(call)
-    return (len(insns) == 2 and insns[0] == (_MOV64_IMM, 0, 0, 0, 0)
-            and insns[1][0] == _EXIT
-            and not attr_string(call, "prog_name") and not attr_field(call, "prog_btf_fd"))
+    return _returns_zero(call) and not attr_string(call, "prog_name")
 
 
 def _probe_read_kernel_shape(call: Call) -> bool:
@@ -179,13 +183,47 @@ def _uprobe_multi_prog(ctx: Context, call: Call) -> bool:
                     for u in ctx.users(call)))
 
 
+def _det_bind_map(ctx: Context, call: Call) -> bool:
+    """The map of the PROG_BIND_MAP probe: "libbpf_det_bind", or before libbpf 1.0 an
+    unnamed 4/32/1 array without BTF that only PROG_BIND_MAP uses."""
+    if attr_string(call, "map_name") == "libbpf_det_bind":
+        return True
+    users = ctx.users(call)
+    return (_unnamed_plain_array(call, value_size=32) and bool(users)
+            and all(command(u) == "BPF_PROG_BIND_MAP" for u in users))
+
+
+def _unnamed_plain_array(call: Call, *, value_size: int, flags: int = 0) -> bool:
+    return (attr_field(call, "map_type") == _value("bpf_map_type", "BPF_MAP_TYPE_ARRAY")
+            and attr_field(call, "key_size") == 4
+            and attr_field(call, "value_size") == value_size
+            and attr_field(call, "max_entries") == 1 and attr_field(call, "map_flags") == flags
+            and not attr_string(call, "map_name") and not attr_field(call, "btf_fd"))
+
+
+def _mmap_map(ctx: Context, call: Call) -> bool:
+    """"libbpf_mmap", or before libbpf 1.0 an unnamed, unused 4/4/1 BPF_F_MMAPABLE array."""
+    if attr_string(call, "map_name") == "libbpf_mmap":
+        return True
+    mmapable = _value("bpf_map_flags", "BPF_F_MMAPABLE")
+    return _unnamed_plain_array(call, value_size=4, flags=mmapable) and not ctx.users(call)
+
+
+def _name_probe_prog(ctx: Context, call: Call) -> bool:
+    """``r0 = 0; exit`` named "libbpf_nametest" (before libbpf 1.0: "test", unused)."""
+    name = attr_string(call, "prog_name")
+    if name == "libbpf_nametest":
+        return True
+    return name == "test" and _returns_zero(call) and not ctx.users(call)
+
+
 def _det_bind_prog(ctx: Context, call: Call) -> bool:
     if not _anonymous_return_zero(call):
         return False
     for user in ctx.users(call):
         if command(user) == "BPF_PROG_BIND_MAP":
             map_call = ctx.creator(user, "map_fd")
-            if map_call is not None and attr_string(map_call, "map_name") == "libbpf_det_bind":
+            if map_call is not None and _det_bind_map(ctx, map_call):
                 return True
     return False
 
@@ -278,8 +316,8 @@ _FUNC_STATIC, _FUNC_GLOBAL = 0, 1
 # probe without a rule of their own.
 PROBE_RULES: tuple[ProbeRule, ...] = (
     # -- BPF_PROG_LOAD
-    ProbeRule("prog_name", "BPF_PROG_LOAD", 'r0 = 0; exit named "libbpf_nametest"',
-              _named("prog_name", "libbpf_nametest"), "can programs and maps have names"),
+    ProbeRule("prog_name", "BPF_PROG_LOAD", 'r0 = 0; exit named "libbpf_nametest" ("test")',
+              _name_probe_prog, "can programs and maps have names"),
     ProbeRule("arg_ctx_tag", "BPF_PROG_LOAD", 'program "det_arg_ctx" with func_info',
               _named("prog_name", "det_arg_ctx"), "kernel-side __arg_ctx tag (libbpf >= 1.4)"),
     ProbeRule("memcg_account", "BPF_PROG_LOAD", "call ktime_get_coarse_ns; exit",
@@ -315,9 +353,9 @@ PROBE_RULES: tuple[ProbeRule, ...] = (
     ProbeRule("global_data", "BPF_MAP_CREATE", 'array map "libbpf_global"',
               _named("map_name", "libbpf_global"), "the map of the global variables probe"),
     ProbeRule("array_mmap", "BPF_MAP_CREATE", 'array map "libbpf_mmap" with BPF_F_MMAPABLE',
-              _named("map_name", "libbpf_mmap"), "mmap()able array maps"),
+              _mmap_map, "mmap()able array maps"),
     ProbeRule("prog_bind_map", "BPF_MAP_CREATE", 'array map "libbpf_det_bind"',
-              _named("map_name", "libbpf_det_bind"), "the map of the BPF_PROG_BIND_MAP probe"),
+              _det_bind_map, "the map of the BPF_PROG_BIND_MAP probe"),
     # -- BPF_BTF_LOAD
     ProbeRule("btf", "BPF_BTF_LOAD", "one INT 'int'", _int_only_btf, "minimal BTF"),
     ProbeRule("module_btf", "BPF_BTF_LOAD", "one INT 'int', then asked for its name",
@@ -545,8 +583,18 @@ def label_calls(calls: Iterable[Call]) -> list[CallLabel]:
         if probe is not None:
             labels.append(CallLabel(index, "probe", probe, notes.get(index, "")))
         else:
-            labels.append(CallLabel(index, _phase(call, ctx, timeline), None))
+            labels.append(CallLabel(index, _phase(call, ctx, timeline), None, _note(call)))
     return labels
+
+
+def _note(call: Call) -> str:
+    """A word on calls that are no probe but are easily taken for one."""
+    syscall = call.get("syscall")
+    if command(call) == "BPF_TOKEN_CREATE":
+        return "BPF token from bpffs (libbpf >= 1.4 tries it; fails without delegation)"
+    if syscall == "memfd_create" and buffer(call, "name") == b"libbpf-placeholder-fd":
+        return "an fd number reserved for a map, taken over by dup3 once it exists"
+    return ""
 
 
 def probe_table(labels: Iterable[CallLabel]) -> dict[int, str]:
