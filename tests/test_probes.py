@@ -282,6 +282,26 @@ def test_bpftool_prog_load(tmp_path: Path, minimal_object: Path) -> None:
         "prog_bind_map", "btf", "btf_func", "btf_enum64"}
 
 
+def test_bpftool_map_create(tmp_path: Path) -> None:
+    """A map made by hand: libbpf's bpf_map_create() probes only what it needs."""
+    require_kernel()
+    require_tool("bpftool")
+    pins = [Path(f"/sys/fs/bpf/bpfreplay_probes_map_{os.getpid()}_{n}") for n in range(2)]
+    command = ["bpftool", "map", "create", "PIN", "type", "hash", "key", "4", "value", "8",
+               "entries", "4", "name", "bpfreplay_map"]
+    try:
+        calls, _ = record(tmp_path, *[str(pins[0]) if a == "PIN" else a for a in command])
+        straced = strace_bpf(tmp_path, *[str(pins[1]) if a == "PIN" else a for a in command])
+    finally:
+        for pin in pins:
+            pin.unlink(missing_ok=True)
+    labels = check_against_strace(calls, straced)
+    (made,) = [c for c, s in zip(bpf_only(calls), straced, strict=True)
+               if s.cmd == "BPF_MAP_CREATE" and s.string("map_name") == "bpfreplay_map"]
+    assert labels[made["index"]] == CallLabel(made["index"], "object", None)
+    assert "prog_name" in {label.probe for label in labels.values()}  # it names the map
+
+
 def test_rule_table_is_readable() -> None:
     """Every rule names a libbpf feature and says what it looks for."""
     for rule in PROBE_RULES:

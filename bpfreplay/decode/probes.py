@@ -348,7 +348,8 @@ PROBE_RULES: tuple[ProbeRule, ...] = (
               "the program of the BPF_PROG_BIND_MAP probe"),
     ProbeRule("probe_loading", "BPF_PROG_LOAD",
               "r0 = 0; exit (SOCKET_FILTER, TRACEPOINT if that fails), unnamed, unused",
-              _loading_prog, "bpf_object__probe_loading(): can anything load at all"),
+              _loading_prog, "bpf_object__probe_loading(): can anything load at all "
+              "(bpftool's own RLIMIT_MEMLOCK check loads the same program)"),
     # -- BPF_MAP_CREATE
     ProbeRule("global_data", "BPF_MAP_CREATE", 'array map "libbpf_global"',
               _named("map_name", "libbpf_global"), "the map of the global variables probe"),
