@@ -24,7 +24,7 @@ import errno as errno_module
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 
 from bpfreplay.decode.fds import (
     LD_IMM64,
@@ -114,13 +114,29 @@ def _huge_map_value_offset(call: Call) -> bool:
             and insns[1][4] == 1 << 30 and insns[2][0] == _EXIT)
 
 
+# Probe BTF blobs hold at most seven small types; an object's BTF is not worth parsing
+# here (it may be megabytes).
+_PROBE_BTF_MAX_TYPE_BYTES = 256
+
+
 def _btf_shape(call: Call) -> tuple[tuple[str, str, int], ...] | None:
-    """The loaded BTF as (kind, name, linkage) per type, or None if it does not parse."""
-    from bpfreplay.decode.btf import parse_btf
+    """The loaded BTF as (kind, name, linkage) per type; None if it does not parse or
+    is too large to be a probe's."""
+    from bpfreplay.decode.btf import parse_header
 
     blob = buffer(call, "btf")
-    if not blob:
+    try:
+        if parse_header(blob).type_len > _PROBE_BTF_MAX_TYPE_BYTES:
+            return None
+    except DecodeError:
         return None
+    return _parse_shape(blob)
+
+
+@lru_cache(maxsize=256)  # every rule of a BTF_LOAD asks for the same blob's shape
+def _parse_shape(blob: bytes) -> tuple[tuple[str, str, int], ...] | None:
+    from bpfreplay.decode.btf import parse_btf
+
     try:
         btf = parse_btf(blob)
     except DecodeError:
