@@ -121,8 +121,10 @@ def jump_family() -> bytes:
             out.append(ins(cls | op, 1, 0, 0, -9))            # K: to the next instruction
             out.append(ins(cls | op | 0x08, 2, 3, 1))         # X: skip one
             out.append(ins(0x07, 4, 0, 0, 1))
-    out.append(ins(0x05, 0, 0, 0))                            # ja to the next one
-    out.append(ins(0x06, 0, 0, 0, 0))                         # gotol to the next one
+    for always in (ins(0x05, 0, 0, 1), ins(0x06, 0, 0, 0, 1)):  # ja, gotol: skip one
+        out.append(ins(0x15, 1, 0, 1, 5))                     # ... that this reaches
+        out.append(always)
+        out.append(ins(0x07, 4, 0, 0, 1))
     out.append(ins(0xE5, 0, 0, 1))                            # may_goto
     out.append(ins(0x07, 4, 0, 0, 1))
     out.append(RET0)
@@ -274,6 +276,12 @@ def compare_with_log(insns: bytes, log: str) -> int:
         compared += 1
     missing = sorted(set(ours) - seen)
     assert not missing, f"the log never printed instructions {missing}:\n{log[:3000]}"
+    # "func#1 @24": where the kernel found subprograms, which bpf-to-bpf calls and
+    # ld_imm64 of functions point at.
+    starts = {int(m) for m in re.findall(r"^func#\d+ @(\d+)$", log, re.M)}
+    for insn, _ in ours.values():
+        if insn.src == 1 and insn.is_call or insn.is_ld_imm64 and insn.src == 4:
+            assert insn.branch_target in starts, (insn, sorted(starts))
     return compared
 
 
@@ -348,6 +356,7 @@ ODD_FORMS = [
     ins(0xBF, 1, 2, -1),           # the kernel's per-cpu address move
     ins(0x3F, 1, 2, 2),            # div with an off that is not the signed one
     ins(0xBF, 1, 2, 24),           # mov with an off that is no sign extension
+    ins(0x0F, 1, 2, 8),            # add with the off of a sign-extending mov
     ins(0xD4, 1, 0, 0, 8),         # le8
     ins(0xE5, 0, 1),               # jcond that is not may_goto: "(null)"
     ins(0x85, 0, 3, 0, 7),         # call with an unknown src_reg
@@ -633,6 +642,7 @@ def all_forms() -> list[bytes]:
         ins(0x0D, 3),                   # gotox
         ins(0x79, 1, 2, -32768),        # the lowest offset
         ins(0x07, 9, 0, 0, -(1 << 31)),  # the lowest immediate
+        ins(0x06, 0, 0, 0, -300000),    # gotol past what off could reach
         ins(0x79, 11, 12, 5),           # registers past r10: no llvm decodes them
         ins(0xC2),                      # nospec: the kernel's own
         ins(0xBF, 1, 2, -1),            # per-cpu move: the kernel's own
@@ -715,12 +725,18 @@ def test_llvm_objdump_forms(tmp_path: Path, which: str) -> None:
     theirs = objdump_text(tmp_path, objdump, version, data)
     ours = decode_insns(data)
     assert len(ours) == len(forms)
-    checked = 0
+    checked = branches = 0
     for insn, form in zip(ours, forms, strict=True):
         text = theirs.get(insn.index)
         assert text and text != "<unknown>", f"llvm {version} cannot decode {form.hex()}"
         mine = format_insn(insn, resolver=BEFORE_LOAD)
         their_regs, their_numbers = registers_and_numbers(text)
+        label = re.search(r"<\.text\+0x([0-9a-f]+)>$", text)
+        if label:  # llvm names where a jump lands: so does Insn.branch_target
+            target = insn.branch_target
+            assert target is not None and (target * 8 - int(label.group(1), 16)) % 2**64 == 0, \
+                f"{form.hex()}: branch_target {target}, llvm {text!r}"
+            branches += 1
         if insn.code == 0x18 and insn.src:  # llvm: ld_pseudo rD, src, imm
             assert (their_regs, their_numbers) == ([insn.dst], [insn.src, insn.imm]), text
             checked += 1
@@ -734,6 +750,7 @@ def test_llvm_objdump_forms(tmp_path: Path, which: str) -> None:
             f"{form.hex()}: ours {mine!r}, llvm {text!r}"
         checked += 1
     assert checked == len(forms) > 100
+    assert branches > 20
 
 
 # --------------------------------------------------------------------------------------
@@ -779,6 +796,12 @@ def test_aligned_programs_disassemble(slots: list[bytes]) -> None:
     assert sum(i.slots for i in insns) == len(data) // 8
     for line, insn in zip(lines, insns, strict=True):
         assert line.startswith(f"{insn.index}: ")
+        # The fields, read here with the test's own struct format.
+        code, regs, off, imm = struct.unpack_from("<BBhi", data, insn.index * 8)
+        imm64 = None
+        if code == 0x18:
+            imm64 = struct.unpack_from("<I", data, insn.index * 8 + 12)[0] << 32 | imm & 0xFFFFFFFF
+        assert insn == Insn(insn.index, code, regs & 0x0F, regs >> 4, off, imm, imm64)
 
 
 def test_decode_errors_say_what() -> None:

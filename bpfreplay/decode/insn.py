@@ -15,6 +15,7 @@ never raises: an opcode the kernel does not know prints as the kernel prints it
 from __future__ import annotations
 
 import enum
+import gc
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -187,7 +188,7 @@ class Resolver:
 @cache
 def kernel_helper_name(func_id: int) -> str | None:
     """``bpf_map_lookup_elem`` for 1, as the kernel prints helper ``func_id``; None for
-    an id this kernel's ``enum bpf_func_id`` does not name."""
+    an id the ``enum bpf_func_id`` of the uapi table (the generating kernel's) lacks."""
     from bpfreplay.uapi import enum_name
 
     name = enum_name("bpf_func_id", func_id)
@@ -231,6 +232,9 @@ def xlated_imm64_text(insn: Insn) -> str | None:
     return None
 
 
+_SLOT_SETTERS = tuple(getattr(Insn, name).__set__
+                      for name in ("index", "code", "dst", "src", "off", "imm", "imm64"))
+
 DEFAULT_RESOLVER = Resolver()
 BEFORE_LOAD = Resolver(imm64_text=before_load_imm64_text)
 
@@ -240,23 +244,56 @@ def decode_insns(data: bytes | bytearray | memoryview) -> list[Insn]:
     if len(data) % INSN_SIZE:
         raise DecodeError(f"decoding instructions: {len(data)} bytes is not a whole number "
                           f"of {INSN_SIZE}-byte instructions")
-    insns: list[Insn] = []
     fields = list(_INSN.iter_unpack(data))
     count = len(fields)
-    i = 0
+    if count and fields[-1][0] == LD_IMM64 and _cut_at_end(fields):
+        raise DecodeError(f"decoding instructions: the ld_imm64 at {count - 1} is cut (its "
+                          f"second half is past the end of {count} slots)")
+    # A program holds up to a million instructions: skip the dataclass __init__ (its
+    # frozen-field writes cost half the time) and the cyclic GC, which these objects
+    # cannot feed but which their number would trigger again and again.
+    new, (set_index, set_code, set_dst, set_src, set_off, set_imm, set_imm64) = \
+        object.__new__, _SLOT_SETTERS
+    insns: list[Insn] = []
+    append = insns.append
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        i = 0
+        while i < count:
+            code, regs, off, imm = fields[i]
+            insn = new(Insn)
+            set_index(insn, i)
+            set_code(insn, code)
+            set_dst(insn, regs & 0x0F)
+            set_src(insn, regs >> 4)
+            set_off(insn, off)
+            set_imm(insn, imm)
+            if code == LD_IMM64:
+                set_imm64(insn, ((fields[i + 1][3] & 0xFFFFFFFF) << 32) | (imm & 0xFFFFFFFF))
+                i += 2
+            else:
+                set_imm64(insn, None)
+                i += 1
+            append(insn)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return insns
+
+
+def _cut_at_end(fields: list[tuple[int, int, int, int]]) -> bool:
+    """Whether the last slot is the first half of an ld_imm64 (walking from the start:
+    an 0x18 byte in a second half is data, not an opcode)."""
+    i, count = 0, len(fields)
     while i < count:
-        code, regs, off, imm = fields[i]
-        if code == LD_IMM64:
-            if i + 1 >= count:
-                raise DecodeError(f"decoding instructions: the ld_imm64 at {i} is cut (its "
-                                  f"second half is past the end of {count} slots)")
-            imm64 = ((fields[i + 1][3] & 0xFFFFFFFF) << 32) | (imm & 0xFFFFFFFF)
-            insns.append(Insn(i, code, regs & 0x0F, regs >> 4, off, imm, imm64))
+        if fields[i][0] == LD_IMM64:
+            if i + 1 == count:
+                return True
             i += 2
         else:
-            insns.append(Insn(i, code, regs & 0x0F, regs >> 4, off, imm))
             i += 1
-    return insns
+    return False
 
 
 def disassemble(data: bytes | bytearray | memoryview, *,
@@ -405,7 +442,7 @@ def _format_jmp(insn: Insn, cls: int, resolver: Resolver) -> str:
         return f"{head} call {_call_name(insn, resolver)}#{imm}"
     if code == InsnClass.JMP | BPF_JA:
         return f"{head} goto pc{off:+d}"
-    if code == InsnClass.JMP | BPF_JA | BPF_X:
+    if code == InsnClass.JMP | BPF_JA | BPF_X:  # newer kernels; 6.18 refuses 0x0d
         return f"{head} gotox r{dst}"
     if code == InsnClass.JMP | BPF_JCOND and src == BPF_MAY_GOTO:
         return f"{head} may_goto pc{off:+d}"
