@@ -271,9 +271,30 @@ def decode_view(struct: str, size: int, data: bytes, view: Iterable[ViewField],
             cut.append(f.name)
             text += f" /* partial: {have - f.offset} of {needed} bytes */"
         values.append(FieldValue(f.name, f.offset, f.size, raw, text, spec.role))
+    notes += _padding_notes(data[:known_end], values)
     tail = data[known_end:have]
     trailing = tail if any(tail) else b""
     return DecodedAttr(struct, size, tuple(values), tuple(cut), trailing, known_end, notes)
+
+
+def _padding_notes(data: bytes, values: list[FieldValue]) -> tuple[str, ...]:
+    """Non-zero bytes between the fields (padding, or a union member of another size
+    than the one this call uses): the kernel ignores them, a reader should see them."""
+    covered = bytearray(len(data))
+    for f in values:
+        covered[f.offset:f.offset + f.size] = b"\1" * len(covered[f.offset:f.offset + f.size])
+    notes = []
+    start = None
+    for offset in range(len(data) + 1):
+        loose = offset < len(data) and not covered[offset]
+        if loose and start is None:
+            start = offset
+        elif not loose and start is not None:
+            if any(data[start:offset]):
+                notes.append(f"bytes {start}..{offset - 1} belong to no field of this call "
+                             f"and are not zero: 0x{data[start:offset].hex()}")
+            start = None
+    return tuple(notes)
 
 
 # --- one line ----------------------------------------------------------------------
@@ -291,9 +312,11 @@ def _trailing_text(decoded: DecodedAttr) -> str:
 
 def format_attr(decoded: DecodedAttr) -> str:
     """``{prog_type=BPF_PROG_TYPE_TRACEPOINT, insn_cnt=13, ...}``: every field, except
-    perf_event_attr bitfields that are 0 (the set ones say all there is)."""
+    perf_event_attr bitfields that are 0 (the set ones say all there is); the notes
+    follow as comments."""
     parts = [f"{f.name}={f.text}" for f in decoded.fields
              if not (f.role == BIT and f.raw == 0)]
     if decoded.trailing:
         parts.append(_trailing_text(decoded))
-    return "{" + ", ".join(parts) + "}"
+    notes = "".join(f" /* {note} */" for note in decoded.notes)
+    return "{" + ", ".join(parts) + "}" + notes
