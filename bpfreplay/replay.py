@@ -64,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
     from bpfreplay.loader.spec import MapKind
     from bpfreplay.trace_pipe import format_patterns, start_printer, stop_printer
 
-    printer = start_printer(format_patterns(m.initial_value or b"" for m in spec.maps
-                                            if m.kind == MapKind.RODATA))
-    if not printer:
+    formats = format_patterns(m.initial_value or b"" for m in spec.maps
+                              if m.kind == MapKind.RODATA)
+    printer = start_printer(formats)
+    if formats and not printer:
         print("bpfreplay: no trace pipe (mount tracefs to see bpf_printk output)",
               file=sys.stderr)
     tracer = None
@@ -154,21 +155,8 @@ def _stream(obj: Any, duration: float | None) -> bool:
 
 
 def _print_verifier_failure(error: Any, verbose: bool) -> None:
-    log = error.log or ""
-    if verbose and log:
-        print(f"bpfreplay: verifier log of prog '{error.program}':\n{log}", file=sys.stderr)
-        return
-    lines = log.rstrip("\n").splitlines()
-    failing = next((i for i in range(len(lines) - 1, -1, -1)
-                    if lines[i][:1].isdigit() and ": (" in lines[i]), None)
-    if failing is not None:
-        source = next((lines[i] for i in range(failing - 1, -1, -1)
-                       if lines[i].startswith(";")), None)
-        if source:
-            print(f"bpfreplay: source: {source.lstrip('; ').strip()}", file=sys.stderr)
-        print(f"bpfreplay: failing instruction: {lines[failing]}", file=sys.stderr)
-    if len(lines) > 3:
-        print(f"bpfreplay: ({len(lines) - 3} more line(s) of verifier log: -v shows them)",
+    if verbose and error.log:
+        print(f"bpfreplay: verifier log of prog '{error.program}':\n{error.log.rstrip()}",
               file=sys.stderr)
 
 

@@ -47,7 +47,7 @@ def ours(line: str, patterns: list[re.Pattern[str]]) -> str | None:
     if m is None:
         return None
     message = m.group("message").rstrip()
-    if patterns and not any(p.match(message) for p in patterns):
+    if not any(p.match(message) for p in patterns):
         return None
     return line.rstrip("\n")
 
@@ -99,6 +99,8 @@ def start_printer(patterns: list[re.Pattern[str]]) -> int:
     printed by another write(), and so on. Fork before any BPF object exists, so that
     the printer holds none of their fds. Returns the printer's pid (0: no trace pipe).
     """
+    if not patterns:
+        return 0  # no format string in the object: its programs print nothing
     pipe = TracePipe()
     if not pipe.available:
         return 0

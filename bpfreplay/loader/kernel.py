@@ -12,6 +12,7 @@ it all in the skeleton's order; every error path closes what was made.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno as errno_codes
 import os
 import struct
@@ -21,6 +22,7 @@ from bpfreplay import sys as bsys
 from bpfreplay.errors import LoaderError
 from bpfreplay.loader import bpfcalls
 from bpfreplay.loader.features import Features, probe_loading
+from bpfreplay.loader.relocate import RelocatedProgram
 from bpfreplay.loader.spec import MapKind, MapSpec, ObjectSpec, ProgramSpec
 from bpfreplay.uapi import enum_values
 
@@ -29,13 +31,6 @@ BPF_F_RDONLY_PROG = 1 << 7
 MAP_ANONYMOUS, MAP_FIXED = 0x20, 0x10
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
-_HELPERS = enum_values("bpf_func_id")
-_PROBE_READ_FALLBACK = {
-    _HELPERS["BPF_FUNC_probe_read_kernel"]: _HELPERS["BPF_FUNC_probe_read"],
-    _HELPERS["BPF_FUNC_probe_read_user"]: _HELPERS["BPF_FUNC_probe_read"],
-    _HELPERS["BPF_FUNC_probe_read_kernel_str"]: _HELPERS["BPF_FUNC_probe_read_str"],
-    _HELPERS["BPF_FUNC_probe_read_user_str"]: _HELPERS["BPF_FUNC_probe_read_str"],
-}
 
 
 def kernel_version() -> int:
@@ -412,49 +407,45 @@ def _populate_data_map(obj: LoadedObject, m: LoadedMap, kconfig_image: bytes | N
 # ----------------------------------------------------------------- programs
 
 
-@dataclass
-class RelocatedProgram:
-    insns: bytes
-    func_info: bytes = b""
-    func_info_rec_size: int = 0
-    line_info: bytes = b""
-    line_info_rec_size: int = 0
-
-
 def _relocate(obj: LoadedObject, vmlinux: object) -> dict[str, RelocatedProgram]:
-    from bpfreplay.loader import relocate
+    """bpf_object__relocate(): map fds into ld_imm64, subprograms appended, CO-RE
+    against the kernel's BTF (the spec stage's pure relocation); func/line info kept
+    only if the kernel takes it (libbpf asks FEAT_BTF_FUNC here)."""
+    from bpfreplay.loader.relocate import relocate_program
 
     fds = [m.fd for m in obj.maps]
+    btf_func = obj.features.supports("btf_func") if obj.spec.btf_ext is not None else True
     out = {}
     for p in obj.programs:
+        if not p.spec.autoload:
+            continue
         try:
-            result = relocate.relocate_program(obj.spec, p.spec, fds, vmlinux_btf=vmlinux)
+            out[p.spec.name] = relocate_program(obj.spec, p.spec, fds, target_btf=vmlinux,
+                                                btf_func=btf_func, probe_read_kernel=True)
         except LoaderError as e:
             raise LoaderError(f"prog '{p.spec.name}': relocating: {e}") from e
-        out[p.spec.name] = RelocatedProgram(
-            result.insns, result.func_info or b"", result.func_info_rec_size,
-            result.line_info or b"", result.line_info_rec_size)
     return out
 
 
 def _sanitize_insns(obj: LoadedObject, insns: bytes) -> bytes:
     """bpf_object__sanitize_prog(): on kernels without bpf_probe_read_{kernel,user}
     call bpf_probe_read instead (the probe is asked only if such a call exists)."""
+    from bpfreplay.loader.relocate import _PROBE_READ_FALLBACK as fallback
+
     out = bytearray(insns)
     for i in range(0, len(out) - 7, 8):
         code, regs, _, imm = struct.unpack_from("<BBhi", out, i)
-        if code == 0x85 and regs >> 4 == 0 and imm in _PROBE_READ_FALLBACK:
+        if code == 0x85 and regs >> 4 == 0 and imm in fallback:
             if not obj.features.supports("probe_read_kern"):
-                struct.pack_into("<i", out, i + 4, _PROBE_READ_FALLBACK[imm])
+                struct.pack_into("<i", out, i + 4, fallback[imm])
     return bytes(out)
 
 
 def _load_programs(obj: LoadedObject, relocated: dict[str, RelocatedProgram],
                    options: LoadOptions) -> None:
     spec, features = obj.spec, obj.features
-    for p in obj.programs:
-        r = relocated[p.spec.name]
-        r.insns = _sanitize_insns(obj, r.insns)
+    for name, r in relocated.items():
+        relocated[name] = dataclasses.replace(r, insns=_sanitize_insns(obj, r.insns))
     kern_version = spec.kern_version if spec.kern_version is not None else kernel_version()
     for p in obj.programs:
         if not p.spec.autoload:
@@ -482,10 +473,10 @@ def _prog_load_attrs(obj: LoadedObject, prog: ProgramSpec, r: RelocatedProgram,
         load.prog_btf_fd = obj.btf_fd
         if r.func_info:
             load.func_info, load.func_info_rec_size = r.func_info, r.func_info_rec_size
-            load.func_info_cnt = len(r.func_info) // r.func_info_rec_size
+            load.func_info_cnt = r.func_info_count
         if r.line_info:
             load.line_info, load.line_info_rec_size = r.line_info, r.line_info_rec_size
-            load.line_info_cnt = len(r.line_info) // r.line_info_rec_size
+            load.line_info_cnt = r.line_info_count
     # libbpf_prepare_prog_load()
     flags = prog.sec_flags
     if flags & SecFlags.EXP_ATTACH_OPT and not obj.features.supports("exp_attach_type"):
@@ -524,16 +515,34 @@ def _prog_load_with_log(prog: ProgramSpec, load: bpfcalls.ProgLoad, features: Fe
 
 
 class ProgramLoadError(LoaderError):
-    """The verifier (or the kernel) refused a program; ``log`` is the verifier's log."""
+    """The verifier (or the kernel) refused a program; ``log`` is the verifier's log.
+    The message gives the verifier's reason, the failing instruction and its source
+    line (from the log's own line-info comments)."""
 
     def __init__(self, prog: ProgramSpec, error: OSError, log: str):
         self.program = prog.name
         self.errno = error.errno
         self.log = log
-        last = [line for line in log.strip().splitlines() if line][-3:]
-        detail = ("\n  " + "\n  ".join(last)) if last else ""
+        lines = [line for line in log.rstrip("\n").splitlines() if line.strip()]
+        failing = next((i for i in range(len(lines) - 1, -1, -1)
+                        if lines[i][:1].isdigit() and ": (" in lines[i]), None)
+        detail = []
+        if failing is not None:
+            reason = [line for line in lines[failing + 1:]
+                      if not line.startswith(("processed ", "verification time"))]
+            if reason:
+                detail.append("verifier: " + " / ".join(reason))
+            detail.append("at instruction " + lines[failing])
+            source = next((lines[i] for i in range(failing - 1, -1, -1)
+                           if lines[i].startswith(";")), None)
+            if source:
+                detail.append("source: " + source.lstrip("; ").strip())
+        elif lines:
+            detail.append("verifier: " + " / ".join(lines[-3:]))
+        if log:
+            detail.append(f"({len(lines)} line(s) of verifier log; -v shows them)")
         super().__init__(f"prog '{prog.name}': BPF program load failed: {error.strerror}"
-                         f"{detail}")
+                         + "".join("\n  " + d for d in detail))
 
 
 # --------------------------------------------------------------- skeleton
