@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* bpfreplay loader test object: global data in every kind of data section, several
  * programs sharing static, global and hidden subprograms, a callback (subprogram
- * address), and a program that is not autoloaded. */
+ * address), a sleepable program, and a program that is not autoloaded. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -78,6 +78,12 @@ SEC("xdp")
 int xdp_prog(struct xdp_md *ctx)
 {
 	return counter > 0 ? XDP_PASS : XDP_DROP;
+}
+
+SEC("uprobe.s")
+int sleepy(void *ctx)
+{
+	return scale(3);
 }
 
 SEC("?tp/syscalls/sys_enter_close")

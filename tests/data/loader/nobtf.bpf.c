@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
-/* bpfreplay loader test object, compiled without -g: no .BTF, no .BTF.ext. */
+/* bpfreplay loader test object, compiled without -g: no .BTF, no .BTF.ext;
+ * an old-style "version" section. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
 char LICENSE[] SEC("license") = "GPL";
+/* the pre-BTF way of naming the kernel a program was built for */
+__u32 _version SEC("version") = 0x050a00;
 
 int value = 3;
 const volatile int limit = 9;
