@@ -120,6 +120,7 @@ def _libbpf() -> ctypes.CDLL | None:
         "bpf_map__is_internal": (ctypes.c_bool, [vp]),
         "bpf_map__inner_map": (vp, [vp]),
         "bpf_map__initial_value": (vp, [vp, ctypes.POINTER(ctypes.c_size_t)]),
+        "bpf_map__pin_path": (cp, [vp]),
         "bpf_program__name": (cp, [vp]),
         "bpf_program__section_name": (cp, [vp]),
         "bpf_program__type": (ctypes.c_int, [vp]),
@@ -162,6 +163,7 @@ class LibbpfMap:
     internal: bool
     initial_value: bytes | None
     inner: LibbpfMap | None
+    pin_path: str | None
 
 
 @dataclass
@@ -193,7 +195,8 @@ def _libbpf_map(lib: ctypes.CDLL, m: int) -> LibbpfMap:
         lib.bpf_map__numa_node(m), lib.bpf_map__map_extra(m),
         lib.bpf_map__btf_key_type_id(m), lib.bpf_map__btf_value_type_id(m),
         lib.bpf_map__is_internal(m), ctypes.string_at(value, size.value) if value else None,
-        _libbpf_map(lib, inner) if inner else None)
+        _libbpf_map(lib, inner) if inner else None,
+        (lib.bpf_map__pin_path(m) or b"").decode() or None)
 
 
 def libbpf_open(path: Path, name: str | None = None) -> LibbpfObject | None:
@@ -297,6 +300,7 @@ def _compare_map(ours, theirs: LibbpfMap) -> None:
          theirs.internal), ours.name
     if theirs.initial_value is not None:
         assert ours.initial_value == theirs.initial_value, ours.name
+    assert ours.pin_path() == theirs.pin_path, ours.name
     assert (ours.inner is None) == (theirs.inner is None), ours.name
     if ours.inner is not None and theirs.inner is not None:
         assert ours.inner.name == theirs.inner.name
@@ -724,6 +728,28 @@ def test_error_legacy_maps(tmp_path):
         'struct bpf_map_def SEC("maps") m = { 2, 4, 4, 1 };\n'
         'SEC("socket") int f(void *c) { return bpf_map_lookup_elem(&m, &c) != 0; }\n'))
     _refused(path, "legacy map definitions in 'maps' section are not supported")
+
+
+def test_pinned_and_odd_maps_match_libbpf(tmp_path):
+    path = _compile_bpf(tmp_path, "pinned", _HEAD + (
+        "struct { __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4);"
+        " __type(key, int); __type(value, long); __uint(pinning, LIBBPF_PIN_BY_NAME);"
+        " __uint(map_extra, 0); __uint(numa_node, 1); } pinned_map SEC(\".maps\");\n"
+        "struct { __uint(type, BPF_MAP_TYPE_BLOOM_FILTER); __uint(max_entries, 16);"
+        " __type(value, int); __uint(map_extra, 3); } bloom SEC(\".maps\");\n"
+        "struct { __uint(type, BPF_MAP_TYPE_USER_RINGBUF); __uint(max_entries, 4096 * 3); }"
+        " uring SEC(\".maps\");\n"
+        "struct { __uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY); __uint(key_size, 4);"
+        " __uint(value_size, 4); } perf SEC(\".maps\");\n"
+        'SEC("socket") int f(void *c) { return bpf_map_lookup_elem(&pinned_map, &c) != 0'
+        " && bpf_map_peek_elem(&bloom, &c) && bpf_map_lookup_elem(&perf, &c); }\n"))
+    spec = load_spec(path)
+    ref = libbpf_open(path)
+    assert ref is not None
+    compare_with_libbpf_open(spec, ref)
+    assert spec.map("pinned_map").pin_path() == "/sys/fs/bpf/pinned_map"
+    assert spec.map("uring").max_entries == 4096 * 4
+    assert spec.map("perf").create_btf_ids == (0, 0)
 
 
 def test_error_bad_map_definition(tmp_path):

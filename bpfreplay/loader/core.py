@@ -15,6 +15,7 @@ name once, ``apply_core_relocations`` keeps the per-object candidate cache).
 from __future__ import annotations
 
 import struct
+import weakref
 from dataclasses import dataclass, field
 
 from bpfreplay.decode.btf import Btf, Kind, Type
@@ -85,6 +86,21 @@ class CoreTarget:
             if btf_util.kind_core_compat(self.btf.type(type_id), local_t):
                 out.append((self.btf, type_id))
         return out
+
+
+_TARGETS: dict[int, tuple[weakref.ref[Btf], CoreTarget]] = {}
+
+
+def core_target(btf: Btf) -> CoreTarget:
+    """The (cached) candidate index of a target BTF: indexing vmlinux's ~100k types
+    takes ~0.1 s, and the kernel stage relocates program by program."""
+    hit = _TARGETS.get(id(btf))
+    if hit is not None and hit[0]() is btf:
+        return hit[1]
+    key = id(btf)
+    target = CoreTarget(btf)
+    _TARGETS[key] = (weakref.ref(btf, lambda _ref: _TARGETS.pop(key, None)), target)
+    return target
 
 
 # ------------------------------------------------------------------ specs
@@ -725,7 +741,7 @@ def apply_core_relocations(obj: ObjectSpec, target: Btf | CoreTarget,
     if obj.btf is None:
         raise LoaderError(f"object '{obj.name}': CO-RE relocations without BTF")
     if isinstance(target, Btf):
-        target = CoreTarget(target)
+        target = core_target(target)
     programs = {p.name: p for p in obj.programs}
     out: dict[tuple[int, int], bytearray] = {}
     cache: dict[int, list[tuple[Btf, int]]] = {}

@@ -152,6 +152,13 @@ class MapSpec:
     def is_internal(self) -> bool:
         return self.kind != MapKind.USER
 
+    def pin_path(self, root: str | None = None) -> str | None:
+        """Where libbpf pins a ``pinning = LIBBPF_PIN_BY_NAME`` map (pin_root_path,
+        /sys/fs/bpf by default, then the map's name); None for unpinned maps."""
+        if self.pinning != 1:
+            return None
+        return f"{root or '/sys/fs/bpf'}/{self.name}"
+
     @property
     def create_btf_ids(self) -> tuple[int, int]:
         """(btf_key_type_id, btf_value_type_id) as libbpf's bpf_object__create_map
