@@ -97,9 +97,9 @@ def core_target(btf: Btf) -> CoreTarget:
     hit = _TARGETS.get(id(btf))
     if hit is not None and hit[0]() is btf:
         return hit[1]
-    key = id(btf)
+    key, targets = id(btf), _TARGETS  # (module globals may be gone at exit)
     target = CoreTarget(btf)
-    _TARGETS[key] = (weakref.ref(btf, lambda _ref: _TARGETS.pop(key, None)), target)
+    targets[key] = (weakref.ref(btf, lambda _ref: targets.pop(key, None)), target)
     return target
 
 
