@@ -1,7 +1,10 @@
-"""``bpfreplay explain``: turning recorded calls into something to read or to script.
+"""``bpfreplay explain``: the recorded calls, decoded.
 
-The JSON form (one object per recorded call) is the stable interface other tools
-use; its schema is in docs/trace-format.md.
+Default: one strace-like line per call (fields that are zero left out; fds named
+after their objects; pointers replaced by what they point at), the probe/phase of
+each, and a summary. ``-v``: every field, the instructions with their source lines,
+the BTF, logs, keys and values. ``--json``: one JSON object per call (the stable
+interface; docs/trace-format.md). ``--extract DIR``: each payload as a file.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import errno as errno_module
 import json
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
@@ -34,8 +38,9 @@ def _hex(value: Any) -> Any:
     return value
 
 
-def call_to_json(record: dict[str, Any]) -> dict[str, Any]:
-    """The JSON object of one call record: names where we know them, bytes in hex."""
+def call_to_json(record: dict[str, Any], explained: Any = None) -> dict[str, Any]:
+    """The JSON object of one call record: names where we know them, bytes in hex, and,
+    with its explanation, the phase, the probe and every field decoded."""
     out: dict[str, Any] = {
         "index": record.get("index"),
         "pid": record.get("pid"),
@@ -57,6 +62,19 @@ def call_to_json(record: dict[str, Any]) -> dict[str, Any]:
                 "attr_fault", "ts", "dur"):
         if key in record:
             out[key] = _hex(record[key])
+    if explained is not None and explained.line.startswith("<malformed record"):
+        out["malformed"] = explained.line.strip("<>")
+    elif explained is not None:
+        label = explained.label
+        out["phase"] = label.phase if label else None
+        out["probe"] = label.probe if label else None
+        out["text"] = explained.line
+        out["fields"] = {name: text for name, text in explained.fields if name != "note"}
+        notes = [text for name, text in explained.fields if name == "note"]
+        if notes:
+            out["notes"] = notes
+        if explained.objects:
+            out["objects"] = explained.objects
     return out
 
 
@@ -74,8 +92,42 @@ def calls_only(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("trace", help="trace file written by bpfreplay record")
-    parser.add_argument("--json", action="store_true", help="one JSON object per call and line")
+    parser.add_argument("trace", help="trace file written by bpfreplay record or run")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="every field, instructions with source lines, BTF, logs, values")
+    parser.add_argument("--json", action="store_true", help="one JSON object per call")
+    parser.add_argument("--call", type=int, action="append", metavar="N",
+                        help="only call N (may be repeated)")
+    parser.add_argument("--cmd", action="append", metavar="NAME",
+                        help="only this bpf command (PROG_LOAD, BPF_MAP_CREATE) or syscall "
+                        "(perf_event_open, ioctl, close); may be repeated")
+    probes = parser.add_mutually_exclusive_group()
+    probes.add_argument("--probes", dest="probes", action="store_const", const=True,
+                        help="only libbpf's feature probes")
+    probes.add_argument("--no-probes", dest="probes", action="store_const", const=False,
+                        help="leave libbpf's feature probes out")
+    parser.add_argument("--extract", metavar="DIR",
+                        help="write each payload to DIR (0034-prog_load.insns, ...)")
+    parser.add_argument("--no-summary", action="store_true", help="leave the summary out")
+    parser.add_argument("--raw-json", action="store_true",
+                        help="with --json: only the recorded data, no decoding (faster)")
+
+
+def _selected(explained: Any, args: argparse.Namespace) -> bool:
+    record = explained.record
+    if args.call and explained.index not in args.call:
+        return False
+    if args.cmd:
+        wanted = {c.upper().removeprefix("BPF_") for c in args.cmd}
+        name = (cmd_name(record.get("cmd", -1)) or "").removeprefix("BPF_") \
+            if record.get("syscall") == "bpf" else str(record.get("syscall")).upper()
+        if name not in wanted:
+            return False
+    if args.probes is not None:
+        is_probe = explained.label is not None and explained.label.probe is not None
+        if is_probe != args.probes:
+            return False
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,10 +135,10 @@ def run(args: argparse.Namespace) -> int:
 
     with read_trace(args.trace) as trace:
         try:
-            if args.json:
+            if args.json and args.raw_json:
                 write_json_lines(calls_only(trace.records()), sys.stdout)
             else:
-                raise BpfReplayError("explain: only --json is available in this version")
+                _explain(trace, args)
             sys.stdout.flush()
         except BrokenPipeError:
             # The reader (head, less) is gone: not an error of ours.
@@ -97,3 +149,142 @@ def run(args: argparse.Namespace) -> int:
             print(f"bpfreplay: {args.trace} ends inside a record ({trace.trailing_bytes} "
                   "bytes ignored): the recorder was probably killed", file=sys.stderr)
     return 0
+
+
+def _explain(trace: Any, args: argparse.Namespace) -> None:
+    from bpfreplay.decode.call import TraceContext, explain_call
+    from bpfreplay.explain_output import Printer
+
+    records = list(trace.records())
+    calls = [r for r in records if r.get("type") == "call"]
+    same_machine = trace.header.get("kernel") == os.uname().release
+    ctx = TraceContext(calls, tracepoint_name=_tracepoint_names() if same_machine else None,
+                       pmu_name=_pmu_names() if same_machine else None)
+    printer = None if args.json else Printer(sys.stdout, verbose=args.verbose)
+    if printer is not None:
+        printer.header(trace.header, args.trace)
+    stats = Summary()
+    for record in ctx.records:
+        explained = explain_call(record, ctx)
+        stats.add(explained)
+        if not _selected(explained, args):
+            continue
+        if args.extract:
+            extract(explained, args.extract)
+        if args.json:
+            sys.stdout.write(json.dumps(call_to_json(record, explained), separators=(",", ":"),
+                                        default=str))
+            sys.stdout.write("\n")
+        else:
+            assert printer is not None
+            printer.call(explained)
+    if printer is not None and not args.no_summary:
+        printer.summary(stats)
+    if ctx.malformed:
+        print(f"bpfreplay: {len(ctx.malformed)} call record(s) malformed (shown as such)",
+              file=sys.stderr)
+    if args.extract:
+        print(f"bpfreplay: payloads written to {args.extract}", file=sys.stderr)
+
+
+class Summary:
+    """Calls by command and phase, and the failures."""
+
+    def __init__(self) -> None:
+        self.by_command: Counter[str] = Counter()
+        self.by_phase: Counter[str] = Counter()
+        self.probes: Counter[str] = Counter()
+        self.failures: list[tuple[int, str, str]] = []
+        self.total = 0
+
+    def add(self, explained: Any) -> None:
+        record = explained.record
+        self.total += 1
+        name = cmd_name(record.get("cmd", -1)) if record.get("syscall") == "bpf" else None
+        self.by_command[name or str(record.get("syscall"))] += 1
+        label = explained.label
+        self.by_phase[label.phase if label else "?"] += 1
+        if label and label.probe and record.get("syscall") == "bpf":
+            self.probes[label.probe] += 1
+        if explained.failed:
+            err = errno_name(record.get("errno")) or "?"
+            expected = " (expected: a probe)" if label and label.probe else ""
+            self.failures.append((explained.index, name or str(record.get("syscall")),
+                                  err + expected))
+
+
+_PAYLOAD_EXTENSIONS = {"insns": "insns", "btf": "btf", "log_buf": "log",
+                       "btf_log_buf": "log", "common.log_buf": "log", "func_info": "func_info",
+                       "line_info": "line_info", "license": "txt", "pathname": "txt"}
+
+
+def extract(explained: Any, directory: str) -> list[str]:
+    """Write each payload of a call to ``DIR/NNNN-command.field.ext``."""
+    record = explained.record
+    os.makedirs(directory, exist_ok=True)
+    what = (cmd_name(record.get("cmd", -1)) or "bpf").removeprefix("BPF_").lower() \
+        if record.get("syscall") == "bpf" else str(record.get("syscall"))
+    written = []
+    for direction in ("in", "out"):
+        for name, data in (record.get(direction) or {}).items():
+            if not isinstance(data, bytes):
+                continue
+            ext = _PAYLOAD_EXTENSIONS.get(name, "bin")
+            stem = f"{explained.index:04d}-{what}"
+            path = os.path.join(directory, f"{stem}.{ext}" if ext in ("insns", "btf", "log")
+                                else f"{stem}.{direction}.{name}.{ext}")
+            with open(path, "wb") as f:
+                f.write(data)
+            written.append(path)
+    if "attr" in record:
+        path = os.path.join(directory, f"{explained.index:04d}-{what}.attr")
+        with open(path, "wb") as f:
+            f.write(record["attr"])
+        written.append(path)
+    return written
+
+
+def _tracepoint_names() -> Any:
+    """id -> "category:name" from tracefs, read on first use."""
+    cache: dict[int, str] = {}
+    loaded = False
+
+    def lookup(tp_id: int) -> str | None:
+        nonlocal loaded
+        if not loaded:
+            loaded = True
+            for base in ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"):
+                if not os.path.isdir(base):
+                    continue
+                for category in os.listdir(base):
+                    cat_dir = os.path.join(base, category)
+                    if not os.path.isdir(cat_dir):
+                        continue
+                    for name in os.listdir(cat_dir):
+                        try:
+                            with open(os.path.join(cat_dir, name, "id")) as f:
+                                cache[int(f.read())] = f"{category}:{name}"
+                        except (OSError, ValueError):
+                            continue
+                break
+        return cache.get(tp_id)
+
+    return lookup
+
+
+def _pmu_names() -> Any:
+    names: dict[int, str] = {}
+    base = "/sys/bus/event_source/devices"
+    try:
+        for pmu in os.listdir(base):
+            try:
+                with open(os.path.join(base, pmu, "type")) as f:
+                    names[int(f.read())] = pmu
+            except (OSError, ValueError):
+                continue
+    except OSError:
+        pass
+    return names.get
+
+
+__all__ = ["BpfReplayError", "add_arguments", "call_to_json", "run", "write_json_lines"]

@@ -1,0 +1,465 @@
+"""What a recorded call means, for ``bpfreplay explain``: its fields by name, fds named
+after the objects they refer to (``map_fd=4<map minimal_.bss>``), pointers replaced by
+what they point at, its payloads decoded (instructions with source lines, BTF,
+func/line info, logs, keys and values through the map's BTF), and which libbpf
+feature probe and phase it belongs to.
+
+Pure: call records in (the whole trace, since a call refers to others through fds),
+text out. Decoding trouble in one payload is shown in place, never raised.
+"""
+
+from __future__ import annotations
+
+import errno as errno_module
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bpfreplay.decode.attr_fields import DecodedAttr, FieldValue, c_string
+from bpfreplay.decode.fds import FdLife, FdTracker
+from bpfreplay.decode.probes import CallLabel, label_calls
+from bpfreplay.errors import DecodeError
+from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name
+
+Call = dict[str, Any]
+_SHORT_INSNS = 3  # programs up to this long are shown whole on the one-line form
+_SHORT_BYTES = 16
+
+
+@dataclass
+class Section:
+    title: str
+    lines: list[str]
+
+
+@dataclass
+class ExplainedCall:
+    index: int
+    record: Call
+    label: CallLabel | None
+    line: str  # the one-line, strace-like form
+    fields: list[tuple[str, str]] = field(default_factory=list)  # every field, -v
+    sections: list[Section] = field(default_factory=list)  # payloads decoded, -v
+    objects: dict[str, str] = field(default_factory=dict)  # fd field -> object it names
+
+    @property
+    def failed(self) -> bool:
+        return self.record.get("ret") == -1 and bool(self.record.get("errno"))
+
+
+class TraceContext:
+    """What explaining one call needs to know about the others."""
+
+    def __init__(self, calls: Iterable[Call], *,
+                 tracepoint_name: Callable[[int], str | None] | None = None,
+                 pmu_name: Callable[[int], str | None] | None = None):
+        from bpfreplay.trace.schema import call_record_problem
+
+        self.records = [c for c in calls if isinstance(c, dict)]
+        self.malformed: dict[int, str] = {}  # id(record) -> what is wrong with it
+        self.calls = []
+        for c in self.records:
+            problem = call_record_problem(c)
+            if problem is None:
+                self.calls.append(c)
+            else:
+                self.malformed[id(c)] = problem
+        self.tracker = FdTracker(self.calls)
+        self.labels = {label.index: label for label in label_calls(self.tracker.calls)}
+        self.tracepoint_name = tracepoint_name
+        self.pmu_name = pmu_name
+        self._btf: dict[int, Any] = {}
+
+    def object_of(self, life: FdLife | None) -> str | None:
+        """``map minimal_.bss``, ``prog handle_tp``, ``btf``, ``perf_event ...``."""
+        creator = self.tracker.creator(life)
+        return describe_object(creator, self) if creator is not None else None
+
+    def btf(self, creator: Call | None) -> Any:
+        """The parsed BTF a BTF_LOAD call loaded (cached), or None."""
+        if creator is None:
+            return None
+        index = creator.get("index", -1)
+        if index not in self._btf:
+            from bpfreplay.decode.btf import parse_btf
+
+            blob = (creator.get("in") or {}).get("btf")
+            try:
+                self._btf[index] = parse_btf(blob) if blob else None
+            except DecodeError:
+                self._btf[index] = None
+        return self._btf[index]
+
+
+def explain_calls(calls: Iterable[Call], **context: Any) -> list[ExplainedCall]:
+    ctx = TraceContext(calls, **context)
+    return [explain_call(c, ctx) for c in ctx.records]
+
+
+def describe_object(creator: Call, ctx: TraceContext | None = None) -> str:
+    syscall = creator.get("syscall")
+    if syscall == "perf_event_open":
+        text = "perf_event"
+        attr = creator.get("attr") or b""
+        if ctx is not None and ctx.tracepoint_name and len(attr) >= 16 \
+                and int.from_bytes(attr[:4], "little") == 2:
+            name = ctx.tracepoint_name(int.from_bytes(attr[8:16], "little"))
+            if name:
+                text += " " + name
+        return text
+    if syscall == "memfd_create":
+        return f"memfd {((creator.get('in') or {}).get('name') or b'').decode(errors='replace')}"
+    if syscall != "bpf":
+        return str((creator.get("object") or {}).get("kind", syscall))
+    name = cmd_name(creator.get("cmd", -1)) or ""
+    from bpfreplay.decode.fds import attr_string
+
+    if name == "BPF_MAP_CREATE":
+        return "map " + (attr_string(creator, "map_name") or "(no name)")
+    if name == "BPF_PROG_LOAD":
+        return "prog " + (attr_string(creator, "prog_name") or "(no name)")
+    if name == "BPF_BTF_LOAD":
+        return "btf"
+    if name in ("BPF_LINK_CREATE", "BPF_RAW_TRACEPOINT_OPEN"):
+        return "link"
+    if name == "BPF_OBJ_GET":
+        return "pinned " + ((creator.get("in") or {}).get("pathname") or b"").decode(
+            errors="replace")
+    return name.removeprefix("BPF_").lower()
+
+
+# ------------------------------------------------------------------ one call
+
+
+def explain_call(record: Call, ctx: TraceContext) -> ExplainedCall:
+    index = record.get("index", -1)
+    index = index if isinstance(index, int) else -1
+    problem = ctx.malformed.get(id(record))
+    if problem is not None:
+        return ExplainedCall(index, record, None, f"<malformed record: {problem}>")
+    explained = ExplainedCall(index, record, ctx.labels.get(index), "")
+    syscall = record.get("syscall")
+    try:
+        if syscall == "bpf":
+            _explain_bpf(explained, ctx)
+        elif syscall == "perf_event_open":
+            _explain_perf_event_open(explained, ctx)
+        else:
+            _explain_other(explained, ctx)
+    except (DecodeError, ValueError, TypeError, KeyError, IndexError) as e:
+        explained.line = f"{syscall}(...) /* undecodable record: {e} */"
+    return explained
+
+
+def _ret_text(record: Call, ctx: TraceContext) -> str:
+    ret = record.get("ret")
+    err = record.get("errno")
+    if ret is None:
+        return "?"
+    if ret == -1 and err:
+        name = errno_module.errorcode.get(err, str(err))
+        return f"-1 {name} ({os.strerror(err)})"
+    life = ctx.tracker.created_by(record.get("index", -1))
+    if life is not None:
+        return f"{ret}<{ctx.object_of(life)}>"
+    return str(ret)
+
+
+def _fd_text(value: int | str, what: str, explained: ExplainedCall, ctx: TraceContext) -> str:
+    """``4<map minimal_.bss>`` when the trace saw the fd made, else the value as is."""
+    life = ctx.tracker.reference(explained.index, what)
+    if life is None:
+        return str(value)
+    name = ctx.object_of(life)
+    explained.objects[what] = name or ""
+    return f"{value}<{name}>"
+
+
+def _explain_bpf(explained: ExplainedCall, ctx: TraceContext) -> None:
+    from bpfreplay.decode.attrs import decode_bpf_attr, decode_common_attr
+
+    record = explained.record
+    cmd = record.get("cmd", 0)
+    name = cmd_name(cmd) or str(cmd & ~BPF_COMMON_ATTRS)
+    size = record.get("size")
+    inputs = record.get("in") or {}
+    outputs = record.get("out") or {}
+    if "attr" not in record:
+        explained.line = (f"bpf({name}, <unreadable: {record.get('attr_fault', '?')}>, "
+                          f"{size}) = {_ret_text(record, ctx)}")
+        return
+    decoded = decode_bpf_attr(cmd, record["attr"])
+    shown: list[str] = []
+    for f in decoded.fields:
+        text = _field_text(f, explained, ctx, inputs, outputs, name)
+        explained.fields.append((f.name, text))
+        if not _is_empty(f):
+            shown.append(f"{f.name}={text}")
+    for note in _attr_notes(decoded):
+        explained.fields.append(("note", note))
+    common = ""
+    if "common" in record:
+        common_attr = decode_common_attr(record["common"])
+        common = f", {_format_fields(common_attr)}, {len(record['common'])}"
+    explained.line = (f"bpf({name}{' | BPF_COMMON_ATTRS' if cmd & BPF_COMMON_ATTRS else ''}, "
+                      f"{{{', '.join(shown)}}}, {size}{common}) = {_ret_text(record, ctx)}")
+    if "attr_out" in record:
+        after = decode_bpf_attr(cmd, record["attr_out"], at_exit=True)
+        before = {f.name: f.text for f in decoded.fields}
+        changed = [f"{f.name}: {before.get(f.name)} -> {f.text}" for f in after.fields
+                   if before.get(f.name) != f.text]
+        if changed:
+            explained.sections.append(Section("written back by the kernel", changed))
+    _payload_sections(explained, ctx, name, decoded, inputs, outputs)
+
+
+def _is_empty(f: FieldValue) -> bool:
+    return f.raw in (0, b"") or (isinstance(f.raw, bytes) and not f.raw.strip(b"\0"))
+
+
+def _attr_notes(decoded: DecodedAttr) -> list[str]:
+    notes = list(getattr(decoded, "notes", ()))
+    if decoded.cut:
+        notes.append("cut by the size passed: " + ", ".join(decoded.cut))
+    if decoded.trailing:
+        notes.append(f"non-zero bytes past the known fields: {decoded.trailing.hex()}")
+    return notes
+
+
+def _format_fields(decoded: DecodedAttr) -> str:
+    return "{" + ", ".join(f"{f.name}={f.text}" for f in decoded.fields) + "}"
+
+
+def _field_text(f: FieldValue, explained: ExplainedCall, ctx: TraceContext,
+                inputs: dict[str, bytes], outputs: dict[str, bytes], cmd: str) -> str:
+    if f.role == "fd" and isinstance(f.raw, int) and f.raw:
+        return _fd_text(f.text, f.name, explained, ctx)
+    if f.role != "pointer" or not f.raw:
+        return f.text
+    data = inputs.get(f.name, outputs.get(f.name))
+    if data is None:
+        return f.text
+    return _short_payload(f.name, data, explained, ctx, cmd)
+
+
+def _short_payload(name: str, data: bytes, explained: ExplainedCall, ctx: TraceContext,
+                   cmd: str) -> str:
+    if name == "insns":
+        from bpfreplay.decode.insn import decode_insns, format_insn
+
+        try:
+            insns = decode_insns(data)
+        except DecodeError:
+            return f"<{len(data)} bytes: not whole instructions>"
+        if len(insns) <= _SHORT_INSNS:
+            return "[" + "; ".join(format_insn(i).split(") ", 1)[-1] for i in insns) + "]"
+        return f"[{len(data) // 8} insns]"
+    if name in ("license", "name", "pathname", "uprobe_multi.path"):
+        return c_string(data + b"\0")
+    if name == "btf":
+        btf = ctx.btf(explained.record)
+        count = f", {len(btf.types)} types" if btf is not None else ""
+        return f"<BTF {len(data)} bytes{count}>"
+    if name in ("log_buf", "btf_log_buf"):
+        lines = data.decode(errors="replace").count("\n")
+        return f"<log: {lines} lines>"
+    if name == "func_info":
+        return f"<{len(data)} bytes of func info>"
+    if name == "line_info":
+        return f"<{len(data)} bytes of line info>"
+    if len(data) <= _SHORT_BYTES:
+        return "[" + data.hex(" ") + "]"
+    return f"<{len(data)} bytes>"
+
+
+# ------------------------------------------------------------------ -v sections
+
+
+def _payload_sections(explained: ExplainedCall, ctx: TraceContext, cmd: str,
+                      decoded: DecodedAttr, inputs: dict[str, bytes],
+                      outputs: dict[str, bytes]) -> None:
+    record = explained.record
+    if "insns" in inputs:
+        explained.sections.append(Section("instructions", _instructions(explained, ctx)))
+    if "btf" in inputs:
+        btf = ctx.btf(record)
+        if btf is None:
+            explained.sections.append(Section("BTF", ["<not a valid BTF blob>"]))
+        else:
+            from bpfreplay.decode.btf import dump_btf
+
+            explained.sections.append(Section(f"BTF ({len(btf.types)} types)",
+                                              list(dump_btf(btf))))
+    for log_field, title in (("log_buf", "verifier log"), ("btf_log_buf", "BTF log"),
+                             ("common.log_buf", "log")):
+        if outputs.get(log_field):
+            text = outputs[log_field].decode(errors="replace").rstrip("\n")
+            explained.sections.append(Section(title, text.splitlines()))
+    for key in ("key", "value", "next_key", "keys", "values", "in_batch", "out_batch"):
+        for direction, source in (("in", inputs), ("out", outputs)):
+            if key in source:
+                explained.sections.append(Section(
+                    f"{key} ({'passed' if direction == 'in' else 'returned'}, "
+                    f"{len(source[key])} bytes)", _map_data(explained, ctx, key, source[key])))
+    for other in sorted(set(inputs) | set(outputs)):
+        if other in ("insns", "btf", "license", "func_info", "line_info", "log_buf",
+                     "btf_log_buf", "common.log_buf", "key", "value", "next_key", "keys",
+                     "values", "in_batch", "out_batch"):
+            continue
+        data = inputs.get(other, outputs.get(other, b""))
+        explained.sections.append(Section(other, _hexdump(data)))
+
+
+def _instructions(explained: ExplainedCall, ctx: TraceContext) -> list[str]:
+    from bpfreplay.decode.insn import Resolver, before_load_imm64_text, disassemble
+
+    record = explained.record
+    data = record["in"]["insns"]
+
+    def imm64(insn: Any) -> str | None:
+        text = before_load_imm64_text(insn)
+        if text and text.startswith("map[fd:"):
+            life = ctx.tracker.reference(explained.index, f"insns[{insn.index}]")
+            name = ctx.object_of(life)
+            if name:
+                text += f"<{name}>"
+        return text
+
+    try:
+        lines = disassemble(data, resolver=Resolver(imm64_text=imm64))
+    except DecodeError as e:
+        return [f"<{e}>"]
+    btf = ctx.btf(ctx.tracker.creator(ctx.tracker.reference(explained.index, "prog_btf_fd")))
+    if btf is not None:
+        from bpfreplay.decode.lineinfo import annotate, program_info
+
+        try:
+            funcs, line_info = program_info(record, btf)
+            lines = annotate(lines, funcs, line_info)
+        except DecodeError as e:
+            lines.append(f"<func/line info not decoded: {e}>")
+    return lines
+
+
+def _map_data(explained: ExplainedCall, ctx: TraceContext, key: str, data: bytes) -> list[str]:
+    """A key or value through the BTF its map was created with, else hex."""
+    from bpfreplay.decode.btf_value import format_btf_value
+    from bpfreplay.decode.fds import attr_field
+
+    lines = _hexdump(data)
+    creator = ctx.tracker.creator(ctx.tracker.reference(explained.index, "map_fd"))
+    if creator is None:
+        return lines
+    type_field = "btf_key_type_id" if "key" in key or "batch" in key else "btf_value_type_id"
+    type_id = attr_field(creator, type_field)
+    btf_life = ctx.tracker.reference(creator.get("index", -1), "btf_fd")
+    btf = ctx.btf(ctx.tracker.creator(btf_life))
+    if btf is None or not type_id:
+        return lines
+    try:
+        size = btf.type_size(type_id)
+        if size and len(data) >= size and key in ("key", "value", "next_key"):
+            return [format_btf_value(btf, type_id, data[:size])] + lines
+    except DecodeError:
+        pass
+    return lines
+
+
+def _hexdump(data: bytes, width: int = 16) -> list[str]:
+    out = []
+    for offset in range(0, min(len(data), 4096), width):
+        chunk = data[offset:offset + width]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        out.append(f"{offset:06x}  {chunk.hex(' '):<{width * 3}} {text}")
+    if len(data) > 4096:
+        out.append(f"... {len(data) - 4096} more bytes (--extract writes them all)")
+    return out or ["(empty)"]
+
+
+# ------------------------------------------------------------ other syscalls
+
+
+def _explain_perf_event_open(explained: ExplainedCall, ctx: TraceContext) -> None:
+    from bpfreplay.decode.perf import decode_perf_event_attr, perf_open_flags
+
+    record = explained.record
+    args = record.get("args", [0] * 6)
+    attr = record.get("attr")
+    if attr is None:
+        attr_text = f"<unreadable: {record.get('attr_fault', '?')}>"
+    else:
+        decoded = decode_perf_event_attr(attr, tracepoint_name=ctx.tracepoint_name,
+                                         pmu_name=ctx.pmu_name)
+        shown = []
+        for f in decoded.fields:
+            explained.fields.append((f.name, f.text))
+            if not _is_empty(f):
+                shown.append(f"{f.name}={f.text}")
+        attr_text = "{" + ", ".join(shown) + "}"
+        path = (record.get("in") or {}).get("config1")
+        if path:
+            explained.fields.append(("config1 (string)", c_string(path + b"\0")))
+    group = _s32(args[3])
+    group_text = _fd_text(group, "group_fd", explained, ctx) if group >= 0 else str(group)
+    explained.line = (f"perf_event_open({attr_text}, pid={_s32(args[1])}, cpu={_s32(args[2])}, "
+                      f"group_fd={group_text}, flags={perf_open_flags(args[4])}) = "
+                      f"{_ret_text(record, ctx)}")
+
+
+def _explain_other(explained: ExplainedCall, ctx: TraceContext) -> None:
+    record = explained.record
+    syscall = record.get("syscall")
+    args = record.get("args", [0] * 6)
+    ret = _ret_text(record, ctx)
+    first = _s32(args[0])
+    if syscall == "close":
+        explained.line = f"close({_fd_text(first, 'fd', explained, ctx)})"
+        return
+    if syscall == "ioctl":
+        from bpfreplay.decode.perf import perf_ioctl_name
+
+        request = args[1] & 0xFFFFFFFF
+        name = perf_ioctl_name(request) or hex(request)
+        arg = _fd_text(_s32(args[2]), "prog_fd", explained, ctx) \
+            if "SET_BPF" in name else str(args[2])
+        explained.line = f"ioctl({_fd_text(first, 'fd', explained, ctx)}, {name}, {arg}) = {ret}"
+        return
+    if syscall == "mmap":
+        fd = _fd_text(_s32(args[4]), "fd", explained, ctx)
+        ret_value = record.get("ret")
+        ret = hex(ret_value & (1 << 64) - 1) if isinstance(ret_value, int) and \
+            not record.get("errno") else ret
+        explained.line = (f"mmap({hex(args[0]) if args[0] else 'NULL'}, {args[1]}, "
+                          f"{_prot(args[2])}, {_mmap_flags(args[3])}, {fd}, {args[5]}) = {ret}")
+        return
+    if syscall == "munmap":
+        explained.line = f"munmap({hex(args[0])}, {args[1]}) = {ret}"
+        return
+    if syscall in ("dup", "dup2", "dup3", "fcntl"):
+        explained.line = f"{syscall}({_fd_text(first, 'fd', explained, ctx)}, " \
+                         f"{', '.join(str(_s32(a)) for a in args[1:3])}) = {ret}"
+        return
+    if syscall == "memfd_create":
+        name = c_string(((record.get("in") or {}).get("name") or b"") + b"\0")
+        explained.line = f"memfd_create({name}, {args[1]:#x}) = {ret}"
+        return
+    explained.line = f"{syscall}({', '.join(hex(a) for a in args[:5])}) = {ret}"
+
+
+def _s32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def _prot(value: int) -> str:
+    names = [n for bit, n in ((1, "PROT_READ"), (2, "PROT_WRITE"), (4, "PROT_EXEC"))
+             if value & bit]
+    return "|".join(names) or "PROT_NONE"
+
+
+def _mmap_flags(value: int) -> str:
+    names = [n for bit, n in ((1, "MAP_SHARED"), (2, "MAP_PRIVATE"), (0x10, "MAP_FIXED"),
+                              (0x20, "MAP_ANONYMOUS")) if value & bit]
+    rest = value & ~0x33
+    return "|".join(names + ([hex(rest)] if rest else [])) or "0"
