@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bpfreplay.uapi import BPF_COMMON_ATTRS, attr_layout, cmd_name, struct_layout
+from bpfreplay.uapi import BPF_COMMON_ATTRS, attr_layout, cmd_name, enum_values, struct_layout
 from bpfreplay.uapi.fds import (
     FD_FIELDS,
     LD_IMM64,
@@ -38,6 +38,7 @@ from bpfreplay.uapi.fds import (
 from bpfreplay.uapi.pointers import BUFFERS, read_field
 
 POINTER = "<pointer>"
+KERNEL_STATE = "<kernel id>"
 PID = "<pid>"
 ADDRESS = "<address>"
 _PERF_ARG_NAMES = ("attr", "pid", "cpu", "group_fd", "flags")
@@ -75,6 +76,7 @@ class _Objects:
         self.by_fd: dict[int, str] = {}
         self.counts: dict[str, int] = {}
         self.mappings: dict[int, str] = {}
+        self.map_types: dict[str, int] = {}  # map label -> map type
 
     def made(self, fd: int, kind: str, name: str = "") -> str:
         base = f"{kind}:{name}" if name else kind
@@ -111,11 +113,17 @@ def _attr_fields(cmd: int, attr: bytes, objects: _Objects) -> dict[str, Any]:
             value = POINTER if value else 0
         elif f.name in fds and value:
             value = objects.name(value)
+        elif f.name in _ID_FIELDS and value:
+            value = KERNEL_STATE
         out[f.name] = value
     known_end = layout.known_end()
     if len(attr) > known_end and any(attr[known_end:]):
         out["(bytes past the known fields)"] = attr[known_end:].hex()
     return out
+
+
+# Kernel object ids (rule 4): handed out machine-wide in creation order.
+_ID_FIELDS = frozenset({"start_id", "next_id", "prog_id", "map_id", "btf_id", "link_id"})
 
 
 def _insns(data: bytes, objects: _Objects) -> list[str]:
@@ -138,7 +146,50 @@ def _insns(data: bytes, objects: _Objects) -> list[str]:
     return out
 
 
-def _payload(data: bytes, objects: _Objects, pid: int, field_name: str) -> Any:
+# What OBJ_GET_INFO_BY_FD's info holds that differs by nature between processes: user
+# pointers (buffers the kernel fills) and kernel-wide ids and times.
+_INFO_STRUCTS = {"btf": "bpf_btf_info", "map": "bpf_map_info", "prog": "bpf_prog_info",
+                 "link": "bpf_link_info"}
+_INFO_POINTERS = frozenset({
+    "btf", "name", "jited_prog_insns", "xlated_prog_insns", "map_ids", "jited_ksyms",
+    "jited_func_lens", "func_info", "line_info", "jited_line_info", "prog_tags",
+    "raw_tracepoint.tp_name", "iter.target_name", "perf_event.uprobe.file_name",
+    "perf_event.kprobe.func_name", "kprobe_multi.addrs", "kprobe_multi.cookies",
+    "uprobe_multi.path", "uprobe_multi.offsets", "uprobe_multi.ref_ctr_offsets",
+    "uprobe_multi.cookies"})
+_INFO_KERNEL_STATE = frozenset({"id", "btf_id", "prog_id", "load_time", "run_time_ns",
+                                "run_cnt", "attach_btf_obj_id", "tracing.target_obj_id",
+                                "iter.map.map_id", "struct_ops.map_id", "netns_dev",
+                                "netns_ino"})
+
+
+def _info(data: bytes, kind: str) -> Any:
+    """An info struct field by field, pointers and kernel ids marked (rules 2 and 4)."""
+    layout = struct_layout(_INFO_STRUCTS.get(kind, ""))
+    if layout is None:
+        return data.hex()
+    out: dict[str, Any] = {}
+    seen: set[int] = set()
+    for f in layout.fields:
+        if f.offset >= len(data) or f.offset in seen:
+            continue
+        seen.add(f.offset)
+        if "[" in f.type:
+            out[f.name] = data[f.offset:f.end].hex()
+            continue
+        value = read_field(data, f)
+        if f.name in _INFO_POINTERS:
+            value = POINTER if value else 0
+        elif f.name in _INFO_KERNEL_STATE:
+            value = KERNEL_STATE if value else 0
+        out[f.name] = value
+    return out
+
+
+def _payload(data: bytes, objects: _Objects, pid: int, field_name: str,
+             info_kind: str = "") -> Any:
+    if field_name == "info":
+        return _info(data, info_kind)
     if field_name == "insns":
         return _insns(data, objects)
     if field_name == "fd_array":
@@ -198,13 +249,21 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
                 item["fields_out"] = _attr_fields(cmd, record["attr_out"], objects)
             if "common" in record:
                 item["common"] = record["common"].hex()
+            info_kind = ""
+            if name == "BPF_OBJ_GET_INFO_BY_FD":
+                bpf_fd = item.get("fields", {}).get("bpf_fd", "")
+                info_kind = bpf_fd.split(":")[0].split("#")[0] if isinstance(bpf_fd, str) \
+                    else ""
             for direction in ("in", "out"):
                 if record.get(direction):
-                    item[direction] = {k: _payload(v, objects, pid, k)
+                    item[direction] = {k: _payload(v, objects, pid, k, info_kind)
                                        for k, v in record[direction].items()}
             if ret is not None and ret >= 0 and "object" in record:
                 kind, label = _object_name(record, name)
                 ret = objects.made(ret, kind, label)
+                if name == "BPF_MAP_CREATE":
+                    objects.map_types[ret] = item["fields"].get("map_type", 0)
+            _name_fd_values(item, objects)
         elif syscall == "perf_event_open":
             layout = struct_layout("perf_event_attr")
             attr = record.get("attr", b"")
@@ -252,6 +311,26 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
 def _s32(value: int) -> int:
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
+
+
+_MAP_TYPES = enum_values("bpf_map_type")
+# Maps whose values, as user space writes them, are fds (rule 1).
+_FD_VALUE_MAPS = frozenset(_MAP_TYPES.get("BPF_MAP_TYPE_" + n, -1) for n in (
+    "ARRAY_OF_MAPS", "HASH_OF_MAPS", "PROG_ARRAY", "PERF_EVENT_ARRAY", "CGROUP_ARRAY",
+    "SOCKMAP", "SOCKHASH", "XSKMAP"))
+
+
+def _name_fd_values(item: dict[str, Any], objects: _Objects) -> None:
+    """A MAP_UPDATE_ELEM of an fd-holding map (a map of maps, a program array, ...)
+    writes an fd: name it like any other fd."""
+    if item.get("cmd") != "BPF_MAP_UPDATE_ELEM":
+        return
+    target = item.get("fields", {}).get("map_fd")
+    if objects.map_types.get(target) not in _FD_VALUE_MAPS:
+        return
+    value = item.get("in", {}).get("value")
+    if isinstance(value, str) and len(value) == 8 and PID not in value:
+        item["in"]["value"] = objects.name(int.from_bytes(bytes.fromhex(value), "little"))
 
 
 # ---------------------------------------------------------------------- diff

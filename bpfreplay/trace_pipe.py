@@ -41,10 +41,12 @@ def format_patterns(data_sections: Iterable[bytes]) -> list[re.Pattern[str]]:
     return patterns
 
 
-def ours(line: str, patterns: list[re.Pattern[str]]) -> str | None:
-    """The message of a bpf_trace_printk line if it matches one of our formats."""
+def ours(line: str, patterns: list[re.Pattern[str]], printer_pid: int = -1) -> str | None:
+    """The line if it is a bpf_trace_printk line matching one of our formats, and was
+    not printed in the printer's own context (printing it would fire a program
+    attached to every syscall once more, and so on for ever)."""
     m = _PRINTK_LINE.match(line)
-    if m is None:
+    if m is None or int(m.group("pid")) == printer_pid:
         return None
     message = m.group("message").rstrip()
     if not any(p.match(message) for p in patterns):
@@ -114,10 +116,10 @@ def start_printer(patterns: list[re.Pattern[str]]) -> int:
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the loader decides when to stop
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        parent = os.getppid()
+        parent, me = os.getppid(), os.getpid()
         while os.getppid() == parent:
             for line in pipe.lines(0.5):
-                shown = ours(line, patterns)
+                shown = ours(line, patterns, me)
                 if shown is not None:
                     os.write(1, (shown + "\n").encode())
     except BaseException:  # noqa: BLE001 - a forked child must never return

@@ -9,6 +9,7 @@ Sections libbpf does not auto-attach (socket, xdp, tc, ...) stay loaded, unattac
 
 from __future__ import annotations
 
+import errno as errno_codes
 import os
 import struct
 
@@ -136,10 +137,36 @@ def _attach_raw_tracepoint(obj: LoadedObject, prog: LoadedProgram) -> Link | Non
     return Link(prog.spec.name, "raw_tp", fd, target=name)
 
 
+def _attach_trace(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
+    """bpf_program__attach_btf_id(): a BPF link to the program's BTF target (tp_btf,
+    fentry/fexit/fmod_ret), falling back to RAW_TRACEPOINT_OPEN where LINK_CREATE does
+    not know the program kind (EINVAL)."""
+    try:
+        fd = bpfcalls.link_create(prog.fd, 0, prog.spec.expected_attach_type)
+    except OSError as e:
+        if e.errno != errno_codes.EINVAL:
+            raise LoaderError(f"prog '{prog.spec.name}': failed to attach: {e.strerror}") \
+                from e
+        try:
+            fd = bpfcalls.raw_tracepoint_open(None, prog.fd)
+        except OSError as e2:
+            raise LoaderError(f"prog '{prog.spec.name}': failed to attach: {e2.strerror}") \
+                from e2
+    return Link(prog.spec.name, "link", fd, target=prog.spec.section.split("/", 1)[-1])
+
+
 def _attach_kprobe(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
     raise LoaderError(f"prog '{prog.spec.name}' ({prog.spec.section}): kprobes are not "
                       "available on this kernel (CONFIG_KPROBES is off: no kprobe PMU, no "
                       "kprobe_events)")
+
+
+def _attach_uprobe(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
+    """A bare SEC("uprobe")/SEC("uprobe.s") names no target: libbpf skips it."""
+    if "/" not in prog.spec.section:
+        return None
+    raise LoaderError(f"prog '{prog.spec.name}' ({prog.spec.section}): attaching uprobes is "
+                      "not supported yet")
 
 
 def _unsupported(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
@@ -151,7 +178,9 @@ def _unsupported(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
 _ATTACHERS = {
     "tp": _attach_tracepoint,
     "raw_tp": _attach_raw_tracepoint,
+    "trace": _attach_trace,
     "kprobe": _attach_kprobe,
     "ksyscall": _attach_kprobe,
     "kprobe_multi": _attach_kprobe,
+    "uprobe": lambda obj, prog: _attach_uprobe(obj, prog),
 }

@@ -269,3 +269,36 @@ def raw_tracepoint_open(name: str | None, prog_fd: int) -> int:
     attr = Attr(BPF_RAW_TRACEPOINT_OPEN, RAW_TRACEPOINT_OPEN_SIZE)
     attr.set("name", keep.cstring_at(name) if name else 0).set("prog_fd", prog_fd)
     return attr.call()
+
+
+BPF_BTF_GET_NEXT_ID = cmd_value("BPF_BTF_GET_NEXT_ID")
+BPF_BTF_GET_FD_BY_ID = cmd_value("BPF_BTF_GET_FD_BY_ID")
+BPF_OBJ_GET_INFO_BY_FD = cmd_value("BPF_OBJ_GET_INFO_BY_FD")
+GET_ID_SIZE = _offsetofend(BPF_BTF_GET_NEXT_ID, "open_flags")  # 12
+INFO_SIZE = 16  # offsetofend(union bpf_attr, info)
+# sizeof(struct bpf_btf_info) in libbpf 1.1.2's uapi: btf, btf_size, id, name, name_len,
+# kernel_btf.
+BTF_INFO_SIZE = 32
+
+
+def btf_get_next_id(start_id: int) -> int:
+    """bpf_btf_get_next_id(); OSError(ENOENT) after the last."""
+    attr = Attr(BPF_BTF_GET_NEXT_ID, GET_ID_SIZE).set("start_id", start_id)
+    attr.call()
+    return attr.get("next_id")
+
+
+def btf_get_fd_by_id(btf_id: int) -> int:
+    return Attr(BPF_BTF_GET_FD_BY_ID, GET_ID_SIZE).set("btf_id", btf_id).call()
+
+
+def btf_info(fd: int, name_len: int) -> tuple[bytes, str]:
+    """bpf_obj_get_info_by_fd() of a BTF object asking for its name: (info, name)."""
+    keep = bsys.Buffers()
+    name_address, name_buf = keep.zeroed(name_len)
+    info = bytearray(BTF_INFO_SIZE)
+    struct.pack_into("<QI", info, 16, name_address, name_len)
+    attr = Attr(BPF_OBJ_GET_INFO_BY_FD, INFO_SIZE)
+    attr.set("bpf_fd", fd).set("info_len", len(info)).set("info", keep.address_of(info))
+    attr.call()
+    return bytes(info), name_buf.value.decode(errors="replace")

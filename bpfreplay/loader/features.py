@@ -238,7 +238,19 @@ def _bpf_cookie(features: Features) -> bool:
 
 
 def _module_btf(features: Features) -> bool:
-    raise OSError(errno_codes.EOPNOTSUPP, "the module_btf probe is not implemented")
+    # Kernels with module BTF also fill in the name of a BTF object's info.
+    types, strings = BTF_PROBES["btf"]
+    try:
+        fd = bpfcalls.btf_load(bpfcalls.raw_btf(types, strings), features=features)
+    except OSError:
+        return False  # no BTF at all
+    try:
+        bpfcalls.btf_info(fd, 16)
+        return True
+    except OSError:
+        return False
+    finally:
+        bsys.close(fd)
 
 
 def _syscall_wrapper(features: Features) -> bool:

@@ -16,7 +16,9 @@ import dataclasses
 import errno as errno_codes
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bpfreplay import sys as bsys
 from bpfreplay.errors import LoaderError
@@ -112,6 +114,8 @@ class LoadedObject:
     loaded: bool = False
     closed: bool = False
     warnings: list[str] = field(default_factory=list)  # what libbpf would only warn about
+    ksyms: dict[str, Any] = field(default_factory=dict)  # resolved __ksym externs
+    vmlinux: Any = None  # the kernel's parsed BTF, while loading (if the object needs it)
 
     def map(self, name: str) -> LoadedMap:
         for m in self.maps:
@@ -241,12 +245,14 @@ def _load(obj: LoadedObject, options: LoadOptions) -> None:
         raise LoaderError(f"loading object '{spec.name}': the kernel refuses even a trivial "
                           f"program: {e.strerror} (is bpf() allowed for this user?)") from e
     vmlinux = _vmlinux_btf(options) if spec.needs_vmlinux_btf else None
+    obj.vmlinux = vmlinux
     kconfig_image = _resolve_externs(obj, vmlinux)
     _load_btf(obj)
     _sanitize_maps(obj)
     _create_maps(obj, kconfig_image)
     relocated = _relocate(obj, vmlinux)
     _load_programs(obj, relocated, options)
+    obj.vmlinux = None  # libbpf frees vmlinux BTF at the end of load, too
     _remap_data_maps(obj)
 
 
@@ -262,11 +268,54 @@ def _vmlinux_btf(options: LoadOptions):  # noqa: ANN202 - a Btf
 
 
 def _resolve_externs(obj: LoadedObject, vmlinux: object) -> bytes | None:
-    if not obj.spec.externs:
-        return None
-    from bpfreplay.loader import externs_kernel
+    """bpf_object__resolve_externs(): the .kconfig map's bytes (Kconfig from
+    /proc/config.gz or /boot, LINUX_* values, the bpf_cookie/syscall_wrapper probes
+    only if asked for) and the __ksym externs (kept for relocation)."""
+    from bpfreplay.loader.externs import kconfig_value, resolve_ksyms
+    from bpfreplay.loader.spec import ExternKind
 
-    return externs_kernel.resolve(obj, vmlinux)
+    externs = obj.spec.externs
+    if not externs:
+        return None
+    names = {e.name for e in externs}
+    image = None
+    index = obj.spec.kconfig_map_index
+    if index is not None:
+        needs_config = any(e.kind == ExternKind.KCONFIG and e.name.startswith("CONFIG_")
+                           for e in externs)
+        image = kconfig_value(
+            externs, obj.spec.maps[index].value_size,
+            config=_kernel_config() if needs_config else None,
+            kernel_version=kernel_version(),
+            bpf_cookie="LINUX_HAS_BPF_COOKIE" in names and obj.features.supports("bpf_cookie"),
+            syscall_wrapper="LINUX_HAS_SYSCALL_WRAPPER" in names
+            and obj.features.supports("syscall_wrapper"),
+            warn=obj.warnings.append)
+    if any(e.kind == ExternKind.KSYM for e in externs):
+        kallsyms = None
+        try:
+            with open("/proc/kallsyms") as f:
+                kallsyms = f.read()
+        except OSError:
+            pass
+        obj.ksyms = resolve_ksyms(externs, obj.spec.btf, vmlinux, kallsyms)
+    return image
+
+
+def _kernel_config() -> str | None:
+    """The running kernel's Kconfig, where libbpf looks for it."""
+    import gzip
+
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            return f.read()
+    except OSError:
+        pass
+    try:
+        with open(f"/boot/config-{os.uname().release}") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 # ---------------------------------------------------------------------- BTF
@@ -346,9 +395,26 @@ def _create_maps(obj: LoadedObject, kconfig_image: bytes | None) -> None:
             raise LoaderError(f"map '{spec.name}': failed to create: {e.strerror}") from e
         if spec.kind != MapKind.USER:
             _populate_data_map(obj, m, kconfig_image)
-        if spec.init_slots:
-            raise LoaderError(f"map '{spec.name}': initial map-in-map slots are not "
-                              "supported yet")
+        if spec.init_slots and spec.type != _PROG_ARRAY:
+            _fill_slots(obj, m, lambda name: obj.map(name).fd)
+
+
+_PROG_ARRAY = enum_values("bpf_map_type")["BPF_MAP_TYPE_PROG_ARRAY"]
+_PERF_EVENT_ARRAY = enum_values("bpf_map_type")["BPF_MAP_TYPE_PERF_EVENT_ARRAY"]
+
+
+def _fill_slots(obj: LoadedObject, m: LoadedMap, fd_of: Callable[[str], int]) -> None:
+    """init_map_in_map_slots() / init_prog_array_slots(): slot i holds the fd of the
+    map or program the object's definition names."""
+    for slot, target in enumerate(m.spec.init_slots):
+        if target is None:
+            continue
+        try:
+            bpfcalls.map_update_elem(m.fd, struct.pack("<I", slot),
+                                     struct.pack("<i", fd_of(target)))
+        except OSError as e:
+            raise LoaderError(f"map '{m.spec.name}': failed to initialize slot [{slot}] to "
+                              f"'{target}': {e.strerror}") from e
 
 
 _NO_BTF_MAP_TYPES = frozenset(
@@ -371,9 +437,15 @@ def _create_map(obj: LoadedObject, spec: MapSpec, flags: int) -> int:
     if spec.type in _MAP_IN_MAP and spec.inner is not None:
         inner_fd = _create_map(obj, spec.inner, spec.inner.flags)
 
+    max_entries = spec.max_entries
+    if spec.type == _PERF_EVENT_ARRAY and not max_entries:
+        from bpfreplay.recording.procfs import possible_cpus
+
+        max_entries = possible_cpus()  # map_set_def_max_entries()
+
     def create(btf: int, key: int, value: int) -> int:
         return bpfcalls.map_create(
-            spec.type, spec.name, spec.key_size, spec.value_size, spec.max_entries,
+            spec.type, spec.name, spec.key_size, spec.value_size, max_entries,
             features=obj.features, map_flags=flags, btf_fd=btf, btf_key_type_id=key,
             btf_value_type_id=value, inner_map_fd=max(inner_fd, 0), map_extra=spec.map_extra,
             numa_node=spec.numa_node)
@@ -414,6 +486,8 @@ def _relocate(obj: LoadedObject, vmlinux: object) -> dict[str, RelocatedProgram]
     from bpfreplay.loader.relocate import relocate_program
 
     fds = [m.fd for m in obj.maps]
+    if obj.spec.core_relos:
+        _load_module_btfs(obj)  # bpf_core_find_cands() looks through them after vmlinux
     btf_func = obj.features.supports("btf_func") if obj.spec.btf_ext is not None else True
     out = {}
     for p in obj.programs:
@@ -421,16 +495,49 @@ def _relocate(obj: LoadedObject, vmlinux: object) -> dict[str, RelocatedProgram]
             continue
         try:
             out[p.spec.name] = relocate_program(obj.spec, p.spec, fds, target_btf=vmlinux,
-                                                btf_func=btf_func, probe_read_kernel=True)
+                                                ksyms=obj.ksyms or None, btf_func=btf_func,
+                                                probe_read_kernel=True)
         except LoaderError as e:
             raise LoaderError(f"prog '{p.spec.name}': relocating: {e}") from e
     return out
 
 
+def _load_module_btfs(obj: LoadedObject) -> None:
+    """load_module_btfs(): walk every BTF object of the kernel, keeping the modules' (a
+    name other than vmlinux and kernel_btf set). This kernel's CO-RE candidates come
+    from vmlinux only: a module BTF is an error here rather than a silent difference."""
+    if not obj.features.supports("module_btf"):
+        return
+    btf_id = 0
+    while True:
+        try:
+            btf_id = bpfcalls.btf_get_next_id(btf_id)
+        except OSError as e:
+            if e.errno == errno_codes.ENOENT:
+                return
+            raise LoaderError(f"failed to iterate BTF objects: {e.strerror}") from e
+        try:
+            fd = bpfcalls.btf_get_fd_by_id(btf_id)
+        except OSError as e:
+            if e.errno == errno_codes.ENOENT:
+                continue  # unloaded meanwhile, as libbpf expects
+            raise LoaderError(f"failed to get BTF object #{btf_id} FD: {e.strerror}") from e
+        try:
+            info, name = bpfcalls.btf_info(fd, 64)
+        except OSError as e:
+            _close_quietly(fd)
+            raise LoaderError(f"failed to get BTF object #{btf_id} info: {e.strerror}") from e
+        kernel_btf = struct.unpack_from("<I", info, 28)[0]
+        _close_quietly(fd)
+        if kernel_btf and name != "vmlinux":
+            raise LoaderError(f"module BTF '{name}' (#{btf_id}): CO-RE against module BTFs "
+                              "is not supported yet")
+
+
 def _sanitize_insns(obj: LoadedObject, insns: bytes) -> bytes:
     """bpf_object__sanitize_prog(): on kernels without bpf_probe_read_{kernel,user}
     call bpf_probe_read instead (the probe is asked only if such a call exists)."""
-    from bpfreplay.loader.relocate import _PROBE_READ_FALLBACK as fallback
+    from bpfreplay.loader.relocate import PROBE_READ_FALLBACK as fallback
 
     out = bytearray(insns)
     for i in range(0, len(out) - 7, 8):
@@ -460,6 +567,10 @@ def _load_programs(obj: LoadedObject, relocated: dict[str, RelocatedProgram],
                         bpfcalls.prog_bind_map(p.fd, m.fd)
                     except OSError:
                         pass  # libbpf: "Don't fail hard if can't bind rodata."
+    # bpf_object_init_prog_arrays()
+    for m in obj.maps:
+        if m.spec.init_slots and m.spec.type == _PROG_ARRAY and m.fd >= 0:
+            _fill_slots(obj, m, lambda name: obj.program(name).fd)
 
 
 def _prog_load_attrs(obj: LoadedObject, prog: ProgramSpec, r: RelocatedProgram,
@@ -483,9 +594,37 @@ def _prog_load_attrs(obj: LoadedObject, prog: ProgramSpec, r: RelocatedProgram,
         load.expected_attach_type = 0
     load.prog_flags |= prog.prog_flags
     if flags & SecFlags.ATTACH_BTF:
-        raise LoaderError(f"prog '{prog.name}': section '{prog.section}' attaches by BTF id "
-                          "(fentry/fexit/lsm/tp_btf/iter): not supported yet")
+        load.attach_btf_id = _attach_btf_id(obj, prog)
     return load
+
+
+_ATTACH_TYPES = enum_values("bpf_attach_type")
+# libbpf's btf_get_kernel_prefix_kind(): where the kernel's BTF names attach targets.
+_ATTACH_BTF_NAMES = {
+    _ATTACH_TYPES["BPF_TRACE_RAW_TP"]: ("btf_trace_", "TYPEDEF"),
+    _ATTACH_TYPES["BPF_LSM_MAC"]: ("bpf_lsm_", "FUNC"),
+    _ATTACH_TYPES["BPF_LSM_CGROUP"]: ("bpf_lsm_", "FUNC"),
+    _ATTACH_TYPES["BPF_TRACE_ITER"]: ("bpf_iter_", "FUNC"),
+}
+
+
+def _attach_btf_id(obj: LoadedObject, prog: ProgramSpec) -> int:
+    """libbpf_find_attach_btf_id() for targets in vmlinux: the id of the TYPEDEF
+    btf_trace_<name> (tp_btf), FUNC bpf_lsm_<name> (lsm), bpf_iter_<name> (iter) or
+    <name> (fentry/fexit/fmod_ret) in the kernel's BTF."""
+    from bpfreplay.decode.btf import Kind
+
+    if "/" not in prog.section:
+        raise LoaderError(f"prog '{prog.name}': no BTF-based attach target is specified in "
+                          f"section '{prog.section}'")
+    target = prog.section.split("/", 1)[1]
+    prefix, kind = _ATTACH_BTF_NAMES.get(prog.expected_attach_type, ("", "FUNC"))
+    vmlinux = obj.vmlinux
+    found = vmlinux.by_name(prefix + target, Kind[kind]) if vmlinux is not None else None
+    if found is None:
+        raise LoaderError(f"prog '{prog.name}': {prefix + target} is not found in vmlinux "
+                          "BTF (module BTF is not searched yet)")
+    return found.id
 
 
 def _prog_load_with_log(prog: ProgramSpec, load: bpfcalls.ProgLoad, features: Features,

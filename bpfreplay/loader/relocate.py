@@ -44,7 +44,7 @@ BPF_PSEUDO_KFUNC_CALL = 2
 _CALL = 0x85
 _LD_IMM64 = 0x18
 # bpf_probe_read_{user,kernel}[_str] -> bpf_probe_read[_str] on old kernels
-_PROBE_READ_FALLBACK = {112: 4, 113: 4, 114: 45, 115: 45}
+PROBE_READ_FALLBACK = {112: 4, 113: 4, 114: 45, 115: 45}
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,5 +321,5 @@ def _sanitize_helpers(insns: bytearray) -> None:
     for pos in range(0, len(insns), 8):
         if insns[pos] == _CALL and insns[pos + 1] == 0:
             helper = struct.unpack_from("<i", insns, pos + 4)[0]
-            if helper in _PROBE_READ_FALLBACK:
-                _set_imm(insns, pos, _PROBE_READ_FALLBACK[helper])
+            if helper in PROBE_READ_FALLBACK:
+                _set_imm(insns, pos, PROBE_READ_FALLBACK[helper])
