@@ -38,6 +38,8 @@ reference: system
 
 testprogs: system
 	$(MAKE) -s -C tests/progs
+	$(MAKE) -s -C tests/data/loader all skels
+	$(MAKE) -s -C tests/data/run
 
 # The example traces kept in traces/ (regenerate after changing the reference).
 traces: setup reference
@@ -46,11 +48,16 @@ traces: setup reference
 	  -- $(REF)/minimal 1
 
 demo: setup reference
-	@echo "== bpfreplay record: the reference minimal (libbpf $$(dpkg-query -W -f='$${Version}' libbpf1)) for 2 s"
+	@echo "== 1. bpfreplay record: the C reference 'minimal' on libbpf $$(dpkg-query -W -f='$${Version}' libbpf1), for 2 s"
 	$(BIN)/bpfreplay record -o /tmp/bpfreplay-demo.mp -- $(REF)/minimal 2
 	@echo
-	@echo "== bpfreplay explain --json: the recorded calls (first 200 characters of each)"
-	@$(BIN)/bpfreplay explain --json /tmp/bpfreplay-demo.mp | cut -c1-200
+	@echo "== 2. bpfreplay explain: every call libbpf made, decoded (-v for instructions, BTF, values)"
+	$(BIN)/bpfreplay explain /tmp/bpfreplay-demo.mp
+	@echo
+	@echo "== 3. bpfreplay run --compare: the same object loaded by bpfreplay's Python loader,"
+	@echo "==    firing from the Python process, then compared call by call with step 1"
+	$(BIN)/bpfreplay run $(REF)/minimal.bpf.o --set my_pid=self --duration 3 \
+	  --compare /tmp/bpfreplay-demo.mp
 
 test: setup reference testprogs
 	$(BIN)/pytest -q
@@ -61,3 +68,5 @@ lint: venv
 clean:
 	$(MAKE) -s -C $(REF) clean || true
 	$(MAKE) -s -C tests/progs clean || true
+	$(MAKE) -s -C tests/data/loader clean || true
+	$(MAKE) -s -C tests/data/run clean || true

@@ -73,6 +73,17 @@ class TracePipe:
     def available(self) -> bool:
         return self.fd >= 0
 
+    def drain(self) -> None:
+        """Drop what the pipe holds already: printed before us, so not by our programs."""
+        if self.fd < 0:
+            return
+        while True:
+            try:
+                if not os.read(self.fd, 65536):
+                    return
+            except BlockingIOError:
+                return
+
     def lines(self, timeout: float) -> list[str]:
         if self.fd < 0:
             return []
@@ -106,6 +117,7 @@ def start_printer(patterns: list[re.Pattern[str]]) -> int:
     pipe = TracePipe()
     if not pipe.available:
         return 0
+    pipe.drain()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
