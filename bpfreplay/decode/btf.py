@@ -91,10 +91,12 @@ class SecInfo:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Type:
     """One BTF type. ``size`` is set for sized kinds, ``ref`` for kinds pointing at
-    another type (PTR, TYPEDEF, modifiers, FUNC, VAR, DECL_TAG, FUNC_PROTO's return)."""
+    another type (PTR, TYPEDEF, modifiers, FUNC, VAR, DECL_TAG, FUNC_PROTO's return).
+    Read-only by convention: not frozen because vmlinux has ~150,000 types and a frozen
+    dataclass's __init__ doubles the parse time."""
 
     id: int
     kind: int  # a Kind value; unknown kinds are refused at parse time
@@ -250,13 +252,18 @@ def parse_btf(blob: bytes, base: Btf | None = None) -> Btf:
 
 def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int) -> list[Type]:
     types: list[Type] = []
+    append = types.append
     unpack_type = _TYPE.unpack_from
-    names: dict[int, str] = {}
+    unpack = struct.unpack_from
+    iter_unpack = struct.iter_unpack
+    names: dict[int, str] = {0: ""}
+    sizes = _EXTRA_SIZE_BY_INT
+    sized = _SIZED_INTS
 
     def name_of(offset: int) -> str:
         hit = names.get(offset)
         if hit is None:
-            hit = names[offset] = _string_at(strings, offset) if offset else ""
+            hit = names[offset] = _string_at(strings, offset)
         return hit
 
     while pos < end:
@@ -266,65 +273,53 @@ def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int) 
         pos += 12
         kind = (info >> 24) & 0x1F
         vlen = info & 0xFFFF
-        kind_flag = bool(info >> 31)
+        kind_flag = info >> 31 == 1
         name = name_of(name_off)
-        extra = _EXTRA_SIZE.get(kind)
+        extra = sizes.get(kind)
         if extra is None:
             raise DecodeError(f"BTF type {next_id} has unknown kind {kind}")
         length = extra[0] + extra[1] * vlen
         if pos + length > end:
             raise DecodeError(f"BTF type {next_id} ({Kind(kind).name} '{name}') is truncated")
-        common = dict(id=next_id, kind=kind, name=name, name_off=name_off, vlen=vlen,
-                      kind_flag=kind_flag)
-        if kind in SIZED_KINDS:
-            common["size"] = size_or_type
-        else:
-            common["ref"] = size_or_type
-        entries = blob[pos:pos + length]
-        if kind == Kind.INT:
-            (word,) = struct.unpack_from("<I", blob, pos)
-            t = Type(**common, encoding=(word >> 24) & 0x0F, bits_offset=(word >> 16) & 0xFF,
-                     nr_bits=word & 0xFF)
-        elif kind == Kind.ARRAY:
-            elem, index, nelems = struct.unpack_from("<III", blob, pos)
-            t = Type(**common, elem_type=elem, index_type=index, nelems=nelems)
-        elif kind in (Kind.STRUCT, Kind.UNION):
-            members = []
-            for m_name, m_type, m_off in struct.iter_unpack("<III", entries):
-                if kind_flag:
-                    members.append(Member(name_of(m_name), m_type, m_off & 0xFFFFFF, m_off >> 24))
-                else:
-                    members.append(Member(name_of(m_name), m_type, m_off, 0))
-            t = Type(**common, members=tuple(members))
-        elif kind == Kind.ENUM:
-            fmt = "<Ii" if kind_flag else "<II"
-            t = Type(**common, enumerators=tuple(
-                Enumerator(name_of(n), v) for n, v in struct.iter_unpack(fmt, entries)))
-        elif kind == Kind.ENUM64:
+        size, ref = (size_or_type, 0) if kind in sized else (0, size_or_type)
+        t = Type(next_id, kind, name, name_off, vlen, kind_flag, size, ref)
+        if kind == 1:  # INT
+            (word,) = unpack("<I", blob, pos)
+            t.encoding, t.bits_offset, t.nr_bits = (word >> 24) & 0x0F, (word >> 16) & 0xFF, \
+                word & 0xFF
+        elif kind == 3:  # ARRAY
+            t.elem_type, t.index_type, t.nelems = unpack("<III", blob, pos)
+        elif kind in (4, 5):  # STRUCT, UNION
+            entries = blob[pos:pos + length]
+            if kind_flag:
+                t.members = tuple(Member(name_of(n), ty, off & 0xFFFFFF, off >> 24)
+                                  for n, ty, off in iter_unpack("<III", entries))
+            else:
+                t.members = tuple(Member(name_of(n), ty, off, 0)
+                                  for n, ty, off in iter_unpack("<III", entries))
+        elif kind == 6:  # ENUM
+            t.enumerators = tuple(Enumerator(name_of(n), v) for n, v in iter_unpack(
+                "<Ii" if kind_flag else "<II", blob[pos:pos + length]))
+        elif kind == 19:  # ENUM64
             values = []
-            for n, lo, hi in struct.iter_unpack("<III", entries):
+            for n, lo, hi in iter_unpack("<III", blob[pos:pos + length]):
                 value = (hi << 32) | lo
                 if kind_flag and value >= 1 << 63:
                     value -= 1 << 64
                 values.append(Enumerator(name_of(n), value))
-            t = Type(**common, enumerators=tuple(values))
-        elif kind == Kind.FUNC_PROTO:
-            t = Type(**common, members=tuple(
-                Member(name_of(n), ty) for n, ty in struct.iter_unpack("<II", entries)))
-        elif kind == Kind.VAR:
-            (linkage,) = struct.unpack_from("<I", blob, pos)
-            t = Type(**common, linkage=linkage)
-        elif kind == Kind.FUNC:
-            t = Type(**common, linkage=vlen)
-        elif kind == Kind.DATASEC:
-            t = Type(**common, secinfos=tuple(
-                SecInfo(*v) for v in struct.iter_unpack("<III", entries)))
-        elif kind == Kind.DECL_TAG:
-            (component_idx,) = struct.unpack_from("<i", blob, pos)
-            t = Type(**common, component_idx=component_idx)
-        else:
-            t = Type(**common)
-        types.append(t)
+            t.enumerators = tuple(values)
+        elif kind == 13:  # FUNC_PROTO
+            t.members = tuple(Member(name_of(n), ty)
+                              for n, ty in iter_unpack("<II", blob[pos:pos + length]))
+        elif kind == 14:  # VAR
+            (t.linkage,) = unpack("<I", blob, pos)
+        elif kind == 12:  # FUNC
+            t.linkage = vlen
+        elif kind == 15:  # DATASEC
+            t.secinfos = tuple(SecInfo(*v) for v in iter_unpack("<III", blob[pos:pos + length]))
+        elif kind == 17:  # DECL_TAG
+            (t.component_idx,) = unpack("<i", blob, pos)
+        append(t)
         pos += length
         next_id += 1
     return types
@@ -338,6 +333,8 @@ _EXTRA_SIZE = {
     Kind.FUNC_PROTO: (0, 8), Kind.VAR: (4, 0), Kind.DATASEC: (0, 12), Kind.FLOAT: (0, 0),
     Kind.DECL_TAG: (4, 0), Kind.TYPE_TAG: (0, 0), Kind.ENUM64: (0, 12),
 }
+_EXTRA_SIZE_BY_INT = {int(k): v for k, v in _EXTRA_SIZE.items()}
+_SIZED_INTS = frozenset(int(k) for k in SIZED_KINDS)
 
 
 # --------------------------------------------------------------------- printing

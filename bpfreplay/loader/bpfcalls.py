@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from bpfreplay import sys as bsys
 from bpfreplay.uapi import attr_layout, cmd_value
+from bpfreplay.uapi.layout import Field
 
 if TYPE_CHECKING:
     from bpfreplay.loader.features import Features
@@ -55,18 +56,30 @@ BPF_LOG_BUF_SIZE = 0xFFFFFFFF >> 8  # libbpf's first own log buffer (16 MiB)
 BPF_OBJ_NAME_LEN = 16
 
 
+_FIELDS: dict[int, dict[str, Field]] = {}
+
+
+def _fields(cmd: int) -> dict[str, Field]:
+    fields = _FIELDS.get(cmd)
+    if fields is None:
+        layout = attr_layout(cmd)
+        assert layout is not None
+        fields = _FIELDS[cmd] = {}
+        for f in layout.fields:
+            fields.setdefault(f.name, f)
+    return fields
+
+
 class Attr:
     """A ``union bpf_attr`` of ``size`` bytes for ``cmd``, filled field by field."""
 
     def __init__(self, cmd: int, size: int):
         self.cmd = cmd
-        self.layout = attr_layout(cmd)
+        self.fields = _fields(cmd)
         self.data = bytearray(size)
 
     def set(self, name: str, value: int | bytes) -> Attr:
-        assert self.layout is not None
-        f = self.layout.field(name)
-        assert f is not None, name
+        f = self.fields[name]
         if isinstance(value, bytes):
             raw = value[: f.size].ljust(f.size, b"\0")
         else:
@@ -75,9 +88,7 @@ class Attr:
         return self
 
     def get(self, name: str) -> int:
-        assert self.layout is not None
-        f = self.layout.field(name)
-        assert f is not None, name
+        f = self.fields[name]
         return int.from_bytes(self.data[f.offset:f.end], "little")
 
     def call(self) -> int:

@@ -92,6 +92,7 @@ class _Object:
     externs: list[ExternSpec] = field(default_factory=list)
     maps: list[MapSpec] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    parsed_raw: bytes = b""  # the BTF blob as last parsed
 
 
 def build_object_spec(data: bytes, path: str, name: str, page_size: int) -> ObjectSpec:
@@ -104,7 +105,7 @@ def build_object_spec(data: bytes, path: str, name: str, page_size: int) -> Obje
     _init_maps(obj, final_btf)
     programs = _init_progs(obj)
     _collect_relos(obj)
-    return _finish(obj, programs)
+    return _finish(obj, programs, final_btf)
 
 
 # ---------------------------------------------------------------- elf_collect
@@ -283,8 +284,9 @@ def _find_var_symbol(elf: ElfObject, name: str) -> Symbol | None:
 def _reparse(obj: _Object) -> Btf | None:
     if obj.editor is None:
         return None
+    obj.parsed_raw = obj.editor.raw()
     try:
-        return parse_btf(obj.editor.raw())
+        return parse_btf(obj.parsed_raw)
     except DecodeError as e:
         raise LoaderError(f"BTF of {obj.path} after libbpf's fixups does not parse: {e}") \
             from e
@@ -518,7 +520,8 @@ def _map_name_matches(m: MapSpec, name: str) -> bool:
 # ---------------------------------------------------------------- assembling
 
 
-def _finish(obj: _Object, programs: list[_Program]) -> ObjectSpec:
+def _finish(obj: _Object, programs: list[_Program], parsed: Btf | None) -> ObjectSpec:
+    """``parsed``: the BTF as parsed after the fixups, reused if nothing changed since."""
     btf_ext = obj.btf_ext
     core_by_prog, core_all = _place_core_relos(obj)
     specs = []
@@ -556,7 +559,9 @@ def _finish(obj: _Object, programs: list[_Program]) -> ObjectSpec:
                     editor.set_info(t.id, Kind.FUNC, 0)
                     break
     btf_bytes = editor.raw() if editor is not None else None
-    final_btf = parse_btf(btf_bytes) if btf_bytes is not None else None
+    if btf_bytes is not None and (parsed is None or btf_bytes != obj.parsed_raw):
+        parsed = parse_btf(btf_bytes)  # hidden subprograms were made static since
+    final_btf = parsed if btf_bytes is not None else None
     return ObjectSpec(name=obj.name, path=obj.path, license=obj.license,
                       kern_version=obj.kern_version, btf=final_btf, btf_bytes=btf_bytes,
                       btf_ext=btf_ext, programs=tuple(specs), maps=tuple(obj.maps),
