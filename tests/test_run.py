@@ -275,3 +275,32 @@ def test_parity_with_libbpf_skeletons(name, tmp_path):
             if not any(d.call.startswith(w) for w in _BTF_WALK)]
     assert real == [], real[:5]
     assert report.matched >= report.reference_calls - 8
+
+
+def test_fentry_and_kprobe_say_why_they_cannot_run(run_objects):
+    """This machine refuses BPF trampolines by policy and has no kprobes: both are
+    said plainly, nothing is faked, nothing is left loaded."""
+    require_kernel()
+    from bpfreplay.loader.attach import attach_all
+    from bpfreplay.loader.kernel import load, open_object
+    from bpfreplay.loader.spec import load_spec
+
+    fentry = _run(str(run_objects / "fentry.bpf.o"), "--duration", "0")
+    assert fentry.returncode == 1 and "Traceback" not in fentry.stderr
+    assert "Operation not permitted" in fentry.stderr
+    assert "fentry" in fentry.stderr and "policy" in fentry.stderr
+
+    kprobe = _run(str(run_objects / "kprobe.bpf.o"), "--duration", "0")
+    assert kprobe.returncode == 1 and "Traceback" not in kprobe.stderr
+    if not Path("/sys/bus/event_source/devices/kprobe").exists():
+        assert "kprobes are not available on this kernel" in kprobe.stderr
+
+    before = _bpf_fds()
+    obj = open_object(load_spec(run_objects / "kprobe.bpf.o"))
+    try:
+        load(obj)
+        with pytest.raises(LoaderError):
+            attach_all(obj)
+    finally:
+        obj.close()
+    assert _bpf_fds() == before

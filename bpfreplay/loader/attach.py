@@ -155,10 +155,16 @@ def _attach_trace(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
     return Link(prog.spec.name, "link", fd, target=prog.spec.section.split("/", 1)[-1])
 
 
+KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"
+
+
 def _attach_kprobe(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
-    raise LoaderError(f"prog '{prog.spec.name}' ({prog.spec.section}): kprobes are not "
-                      "available on this kernel (CONFIG_KPROBES is off: no kprobe PMU, no "
-                      "kprobe_events)")
+    where = f"prog '{prog.spec.name}' ({prog.spec.section})"
+    if not os.path.exists(KPROBE_PMU) and not os.path.exists(
+            f"{tracefs_path()}/kprobe_events"):
+        raise LoaderError(f"{where}: kprobes are not available on this kernel (no kprobe "
+                          "PMU and no kprobe_events: CONFIG_KPROBES is off)")
+    raise LoaderError(f"{where}: attaching kprobes is not supported yet")
 
 
 def _attach_uprobe(obj: LoadedObject, prog: LoadedProgram) -> Link | None:

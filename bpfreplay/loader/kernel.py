@@ -678,10 +678,25 @@ class ProgramLoadError(LoaderError):
                 detail.append("source: " + source.lstrip("; ").strip())
         elif lines:
             detail.append("verifier: " + " / ".join(lines[-3:]))
+        elif error.errno == errno_codes.EPERM:
+            detail.append(_eperm_reason(prog))
         if log:
             detail.append(f"({len(lines)} line(s) of verifier log; -v shows them)")
         super().__init__(f"prog '{prog.name}': BPF program load failed: {error.strerror}"
                          + "".join("\n  " + d for d in detail))
+
+
+_TRAMPOLINE_TYPES = frozenset(enum_values("bpf_prog_type")["BPF_PROG_TYPE_" + n]
+                              for n in ("TRACING", "LSM", "EXT"))
+
+
+def _eperm_reason(prog: ProgramSpec) -> str:
+    """Why the kernel says EPERM without a verifier log."""
+    if prog.prog_type in _TRAMPOLINE_TYPES:
+        return (f"the kernel refuses {prog.section.split('/')[0]} programs here: EPERM before "
+                "verification means a policy forbids BPF trampolines (fentry/fexit/lsm) on "
+                "this machine; tracepoints, raw tracepoints and tp_btf work")
+    return "EPERM before verification: loading needs CAP_BPF (and CAP_PERFMON) or root"
 
 
 # --------------------------------------------------------------- skeleton
