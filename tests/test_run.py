@@ -115,6 +115,23 @@ def test_strace_sees_the_same_sequence(tmp_path, minimal_binary, minimal_object)
 # ------------------------------------------------------------------- failures
 
 
+def _kernel_objects(names: set[str]) -> set[str]:
+    """Programs, maps and links the kernel holds under the given names (bpftool's view;
+    other processes' objects of other names are not ours to look at)."""
+    import json as json_module
+
+    bpftool = require_tool("bpftool")
+    found = set()
+    for kind in ("prog", "map", "link"):
+        out = subprocess.run([bpftool, "-j", kind, "show"], capture_output=True, text=True,
+                             timeout=60).stdout or "[]"
+        for item in json_module.loads(out):
+            name = item.get("name") or item.get("prog_name") or ""
+            if name in names:
+                found.add(f"{kind} {item.get('id')} {name}")
+    return found
+
+
 def _bpf_fds() -> set[str]:
     fds = set()
     for fd in os.listdir("/proc/self/fd"):
@@ -142,12 +159,13 @@ def test_rejected_program_error_and_nothing_left(run_objects):
     from bpfreplay.loader.kernel import ProgramLoadError, load, open_object
     from bpfreplay.loader.spec import load_spec
 
-    before = _bpf_fds()
+    before, kernel_before = _bpf_fds(), _kernel_objects({"count_writes", "counts"})
     loaded = open_object(load_spec(obj))
     with pytest.raises(ProgramLoadError) as caught:
         load(loaded)
     assert "R0 invalid mem access" in caught.value.log
     assert _bpf_fds() == before
+    assert _kernel_objects({"count_writes", "counts"}) == kernel_before
 
 
 def test_truncated_and_foreign_files(tmp_path, minimal_object):
@@ -295,12 +313,14 @@ def test_fentry_and_kprobe_say_why_they_cannot_run(run_objects):
     if not Path("/sys/bus/event_source/devices/kprobe").exists():
         assert "kprobes are not available on this kernel" in kprobe.stderr
 
-    before = _bpf_fds()
+    before, kernel_before = _bpf_fds(), _kernel_objects({"on_unlink"})
     obj = open_object(load_spec(run_objects / "kprobe.bpf.o"))
     try:
         load(obj)
+        assert len(_kernel_objects({"on_unlink"}) - kernel_before) == 1  # it did load
         with pytest.raises(LoaderError):
             attach_all(obj)
     finally:
         obj.close()
     assert _bpf_fds() == before
+    assert _kernel_objects({"on_unlink"}) == kernel_before
