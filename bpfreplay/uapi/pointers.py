@@ -193,8 +193,9 @@ class PlannedBuffer(NamedTuple):
 
 
 MapLookup = Callable[[int], MapShape | None]
-# (attr, map_shape, ncpus, insns) -> length in bytes; None for a NUL-terminated string.
-LengthOf = Callable[[bytes, MapLookup, int, "bytes | None"], "int | None"]
+# (field values, map_shape, ncpus, insns) -> length in bytes; None for a NUL-terminated
+# string. The values are the command's FieldReader.unpack(attr).
+LengthOf = Callable[[tuple[int, ...], MapLookup, int, "bytes | None"], "int | None"]
 
 
 def read_field(attr: bytes, field: Field) -> int:
@@ -208,22 +209,62 @@ def read_field(attr: bytes, field: Field) -> int:
     return int.from_bytes(attr[offset:].ljust(field.size, b"\0"), "little")
 
 
+_STRUCT_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+class FieldReader:
+    """Reads a fixed set of attr fields with one ``struct`` call, compiled once per command:
+    ``unpack(attr)`` gives their unsigned values in the order given, reading bytes past
+    the attr's end as zero (as ``read_field`` does). Fields must come in attr order, the
+    ones this layout lacks (None, read as zero) last; fields that overlap (members of one
+    union) or have odd sizes are read one by one with ``read_field``."""
+
+    def __init__(self, fields: tuple[Field | None, ...]):
+        self.fields = fields
+        present = [f for f in fields if f is not None]
+        self._absent = (0,) * (len(fields) - len(present))
+        fmt, position = "<", 0
+        for f in present:
+            if f.offset < position or f.size not in _STRUCT_CODES or f.bit_size:
+                self.unpack = self._unpack_each  # type: ignore[method-assign]
+                return
+            fmt += f"{f.offset - position}x" * (f.offset > position) + _STRUCT_CODES[f.size]
+            position = f.end
+        self._struct = struct.Struct(fmt)
+        self._size = self._struct.size
+
+    def unpack(self, attr: bytes) -> tuple[int, ...]:
+        if len(attr) < self._size:
+            attr = attr + bytes(self._size - len(attr))
+        if self._absent:
+            return self._struct.unpack_from(attr) + self._absent
+        return self._struct.unpack_from(attr)
+
+    def _unpack_each(self, attr: bytes) -> tuple[int, ...]:
+        return tuple(0 if f is None else read_field(attr, f) for f in self.fields)
+
+
 class CompiledBuffer(NamedTuple):
     field: str
     pointer: Field
     direction: str
     length_of: LengthOf
     until_nul: bool
-    when: tuple[Field, frozenset[int]] | None
+    # Only when the value at this index (of the command's reader) is in the set.
+    when: tuple[int, frozenset[int]] | None
+    pointer_index: int  # the pointer's index in the command's reader
+    plain: bool  # a fixed length that is read as it is (no string, no log)
 
 
 class CompiledCommand(NamedTuple):
     """A command's attr fields by name and its buffers split by when they are copied;
-    only buffers whose pointer field exists in this kernel's layout are kept."""
+    only buffers whose pointer field exists in this kernel's layout are kept. ``reader``
+    unpacks every field the buffers' pointers, lengths and conditions need."""
 
     fields: dict[str, Field]
     at_entry: tuple[CompiledBuffer, ...]
     at_exit: tuple[CompiledBuffer, ...]
+    reader: FieldReader
 
 
 _compiled: dict[int, CompiledCommand] = {}
@@ -235,32 +276,55 @@ def compiled_command(cmd: int) -> CompiledCommand:
     if hit is None:
         layout = attr_layout(cmd)
         fields = {f.name: f for f in layout.fields} if layout else {}
-        buffers = [_compile(b, fields) for b in BUFFERS.get(cmd_name(cmd) or "", ())
-                   if b.field in fields]
+        wanted = [b for b in BUFFERS.get(cmd_name(cmd) or "", ()) if b.field in fields]
+        # Every field the buffers need, in attr order (absent ones last): the reader's
+        # output then needs no reordering.
+        needed = {name for b in wanted for name in _fields_of(b)}
+        order = sorted(needed, key=lambda n: (0, fields[n].offset) if n in fields else (1, 0))
+        names = {name: i for i, name in enumerate(order)}
+        buffers = [_compile(b, fields, names) for b in wanted]
         hit = _compiled[cmd] = CompiledCommand(
             fields,
             tuple(b for b in buffers if b.direction in (IN, INOUT)),
             tuple(b for b in buffers if b.direction in (OUT, INOUT)),
+            FieldReader(tuple(fields.get(name) for name in order)),
         )
     return hit
 
 
-def _compile(buffer: Buffer, fields: dict[str, Field]) -> CompiledBuffer:
+def _fields_of(buffer: Buffer) -> list[str]:
+    """The attr fields a buffer's pointer, length and condition are read from."""
+    rule = buffer.length
+    names = [buffer.field]
+    if buffer.when is not None:
+        names.append(buffer.when[0])
+    match rule:
+        case Count(count_field, elem_size):
+            names.append(count_field)
+            if isinstance(elem_size, str):
+                names.append(elem_size)
+        case Size(size_field) | Log(size_field):
+            names.append(size_field)
+        case FdArray():
+            names.append("fd_array_cnt")
+        case MapKey() | MapValue():
+            names.append("map_fd")
+        case MapKeys(count_field) | MapValues(count_field):
+            names += ["map_fd", count_field]
+    return names
+
+
+def _compile(buffer: Buffer, fields: dict[str, Field], names: dict[str, int]) -> CompiledBuffer:
     when = None
     if buffer.when is not None:
-        field_name, enum, names = buffer.when
-        values = frozenset(v for n in names if (v := enum_values(enum).get(n)) is not None)
-        when = (fields.get(field_name, Field(field_name, 1 << 30, 4, "__u32")), values)
+        field_name, enum, names_wanted = buffer.when
+        values = frozenset(
+            v for n in names_wanted if (v := enum_values(enum).get(n)) is not None)
+        when = (names[field_name], values)
+    plain = not isinstance(buffer.length, CString | Log)
     return CompiledBuffer(buffer.field, fields[buffer.field], buffer.direction,
-                          _compile_length(buffer.length, fields),
-                          isinstance(buffer.length, Log), when)
-
-
-def _reader(fields: dict[str, Field], name: str) -> Callable[[bytes], int]:
-    f = fields.get(name)
-    if f is None:
-        return lambda attr: 0
-    return lambda attr: read_field(attr, f)
+                          _compile_length(buffer.length, names),
+                          isinstance(buffer.length, Log), when, names[buffer.field], plain)
 
 
 def _value_size(shape: MapShape, ncpus: int) -> int:
@@ -269,47 +333,56 @@ def _value_size(shape: MapShape, ncpus: int) -> int:
     return shape.value_size
 
 
-def _compile_length(rule: Length, fields: dict[str, Field]) -> LengthOf:
-    """A function computing the rule's length from an attr, bound to this layout."""
+def _compile_length(rule: Length, names: dict[str, int]) -> LengthOf:
+    """A function computing the rule's length from the command's field values."""
     match rule:
         case Count(count_field, int(elem_size)):
-            count = _reader(fields, count_field)
-            return lambda attr, shapes, ncpus, insns: count(attr) * elem_size
+            count = names[count_field]
+            return lambda values, shapes, ncpus, insns: values[count] * elem_size
         case Count(count_field, str(size_field)):
-            count, size = _reader(fields, count_field), _reader(fields, size_field)
-            return lambda attr, shapes, ncpus, insns: count(attr) * size(attr)
+            count, size = names[count_field], names[size_field]
+            return lambda values, shapes, ncpus, insns: values[count] * values[size]
         case Size(size_field) | Log(size_field):
-            size = _reader(fields, size_field)
-            return lambda attr, shapes, ncpus, insns: size(attr)
+            size = names[size_field]
+            return lambda values, shapes, ncpus, insns: values[size]
         case CString():
-            return lambda attr, shapes, ncpus, insns: None
+            return lambda values, shapes, ncpus, insns: None
         case FdArray():
-            slots = _reader(fields, "fd_array_cnt")
-            return lambda attr, shapes, ncpus, insns: 4 * (
-                slots(attr) or fd_array_entries(insns or b""))
-    map_fd = _reader(fields, "map_fd")
-    count = _reader(fields, getattr(rule, "count_field", ""))
-    per_map: Callable[[MapShape, int], int]
+            slots = names["fd_array_cnt"]
+            return lambda values, shapes, ncpus, insns: 4 * (
+                values[slots] or fd_array_entries(insns or b""))
+    map_fd = names["map_fd"]
+    # Called for every map update or lookup recorded: one closure per rule, no helpers.
     match rule:
         case MapKey():
-            per_map = lambda shape, ncpus: shape.key_size  # noqa: E731
+            def key_length(values: tuple[int, ...], shapes: MapLookup, ncpus: int,
+                           insns: bytes | None) -> int:
+                shape = shapes(values[map_fd] & 0xFFFFFFFF)
+                return 0 if shape is None else shape.key_size
+            return key_length
         case MapValue():
-            per_map = _value_size
-        case MapKeys():
-            per_map = lambda shape, ncpus: shape.key_size  # noqa: E731
-        case MapValues():
-            per_map = _value_size
-        case _:
-            raise AssertionError(f"unknown length rule {rule!r}")
-    several = isinstance(rule, MapKeys | MapValues)
+            def value_length(values: tuple[int, ...], shapes: MapLookup, ncpus: int,
+                             insns: bytes | None) -> int:
+                shape = shapes(values[map_fd] & 0xFFFFFFFF)
+                return 0 if shape is None else _value_size(shape, ncpus)
+            return value_length
+        case MapKeys(count_field):
+            count = names[count_field]
 
-    def map_length(attr: bytes, shapes: MapLookup, ncpus: int, insns: bytes | None) -> int:
-        shape = shapes(map_fd(attr) & 0xFFFFFFFF)
-        if shape is None:
-            return 0
-        return per_map(shape, ncpus) * (count(attr) if several else 1)
+            def keys_length(values: tuple[int, ...], shapes: MapLookup, ncpus: int,
+                            insns: bytes | None) -> int:
+                shape = shapes(values[map_fd] & 0xFFFFFFFF)
+                return 0 if shape is None else shape.key_size * values[count]
+            return keys_length
+        case MapValues(count_field):
+            count = names[count_field]
 
-    return map_length
+            def values_length(values: tuple[int, ...], shapes: MapLookup, ncpus: int,
+                              insns: bytes | None) -> int:
+                shape = shapes(values[map_fd] & 0xFFFFFFFF)
+                return 0 if shape is None else _value_size(shape, ncpus) * values[count]
+            return values_length
+    raise AssertionError(f"unknown length rule {rule!r}")
 
 
 def plan_buffers(
@@ -324,18 +397,31 @@ def plan_buffers(
     """The buffers to copy for a bpf(cmd, attr) call: at entry the ``in``/``inout`` ones,
     at exit (``attr`` then being the attr as the kernel left it) the ``out``/``inout`` ones.
     Null pointers and zero lengths are left out."""
-    compiled = compiled_command(cmd)
-    planned: list[PlannedBuffer] = []
-    for b in compiled.at_exit if at_exit else compiled.at_entry:
-        address = read_field(attr, b.pointer)
+    return [PlannedBuffer(b.field, address, length, b.direction, b.until_nul)
+            for b, address, length in planned_buffers(compiled_command(cmd), attr, at_exit,
+                                                      map_shape, ncpus, insns)]
+
+
+def planned_buffers(compiled: CompiledCommand, attr: bytes, at_exit: bool,
+                    map_shape: MapLookup, ncpus: int, insns: bytes | None,
+                    ) -> list[tuple[CompiledBuffer, int, int | None]]:
+    """``plan_buffers`` for the recorder's hot path: (buffer, address, length) triples
+    of an already compiled command."""
+    buffers = compiled.at_exit if at_exit else compiled.at_entry
+    if not buffers:
+        return []
+    values = compiled.reader.unpack(attr)
+    planned = []
+    for b in buffers:
+        address = values[b.pointer_index]
         if address == 0:
             continue
-        if b.when is not None and read_field(attr, b.when[0]) not in b.when[1]:
+        if b.when is not None and values[b.when[0]] not in b.when[1]:
             continue
-        length = b.length_of(attr, map_shape, ncpus, insns)
+        length = b.length_of(values, map_shape, ncpus, insns)
         if length == 0:
             continue
-        planned.append(PlannedBuffer(b.field, address, length, b.direction, b.until_nul))
+        planned.append((b, address, length))
     return planned
 
 
