@@ -33,13 +33,13 @@ from bpfreplay.recording.capture import CallCapture, Process
 from bpfreplay.recording.ptrace_calls import (
     TaskGone,
     detach,
-    get_regs,
     interrupt,
-    peek_user,
     resume,
     resume_syscall,
     resume_to_exit,
     seize,
+    syscall_entry,
+    syscall_result,
 )
 from bpfreplay.recording.spawn import spawn_traced
 from bpfreplay.trace.writer import TraceWriter
@@ -56,16 +56,13 @@ PTRACE_EVENT_EXEC = 4
 PTRACE_EVENT_SECCOMP = 7
 PTRACE_EVENT_STOP = 128
 WALL = 0x40000000  # __WALL: wait for threads and for children of any kind
-RAX_OFFSET = 80  # offsetof(struct user_regs_struct, rax)
+# The two wait statuses of nearly every stop, tested first: a seccomp stop (SIGTRAP with
+# PTRACE_EVENT_SECCOMP) and a syscall stop (SIGTRAP | 0x80, PTRACE_O_TRACESYSGOOD).
+SECCOMP_STOP = (PTRACE_EVENT_SECCOMP << 16) | (signal.SIGTRAP << 8) | 0x7F
+SYSCALL_STOP = ((signal.SIGTRAP | 0x80) << 8) | 0x7F
 
-
-
-@dataclass
-class PendingCall:
-    """A call seen at entry, waiting for its exit stop."""
-
-    record: dict[str, Any]
-    process: Process
+# A call seen at entry, waiting for its exit stop: its record and its process.
+PendingCall = tuple[dict[str, Any], Process]
 
 
 @dataclass
@@ -289,11 +286,31 @@ class Recorder:
     # ---------------------------------------------------------- main loop
 
     def _loop(self) -> None:
-        while self.tasks:
+        waitpid, tasks = os.waitpid, self.tasks
+        # Outside attach mode every seccomp stop is a syscall entry and every syscall stop
+        # an exit: those skip _on_stop's sorting of the stop.
+        seccomp_stop = SECCOMP_STOP if not self.attach_mode else -1
+        syscall_stop = SYSCALL_STOP if not self.attach_mode else -1
+        while tasks:
             try:
-                tid, status = os.waitpid(-1, WALL)
+                tid, status = waitpid(-1, WALL)
             except ChildProcessError:
                 break
+            if status == seccomp_stop or status == syscall_stop:
+                process = tasks.get(tid)
+                if process is not None and not self.detaching:
+                    self.stops += 1
+                    try:
+                        if status == seccomp_stop:
+                            self._on_entry(tid, process)
+                        else:
+                            self._on_exit(tid)
+                    except TaskGone:
+                        pass  # killed under us (SIGKILL): its exit status follows
+                    except (PtraceError, OSError) as e:
+                        if getattr(e, "errno", None) != 3:  # ESRCH, as above
+                            raise RecordError(f"tracing pid {tid}: {e}") from e
+                    continue
             if os.WIFSTOPPED(status):
                 self._on_stop(tid, status)
             elif os.WIFEXITED(status) or os.WIFSIGNALED(status):
@@ -351,7 +368,7 @@ class Recorder:
     def _detach_task(self, tid: int, sig: int, event: int) -> None:
         pending = self.pending.pop(tid, None)
         if pending is not None:  # its exit will not be seen: keep what the entry had
-            self._write(pending.record)
+            self._write(pending[0])
         deliver = sig if not event and sig not in (signal.SIGTRAP | 0x80, signal.SIGSTOP) else 0
         try:
             detach(tid, deliver)
@@ -398,7 +415,7 @@ class Recorder:
         self.expect_initial_stop.discard(tid)
         pending = self.pending.pop(tid, None)
         if pending is not None:
-            self._write(pending.record)
+            self._write(pending[0])
         if process is None or tid != process.pid:
             return
         if os.WIFEXITED(status):
@@ -418,9 +435,7 @@ class Recorder:
         if not process.recording:
             self._resume(tid, 0)
             return
-        regs = get_regs(tid)
-        nr = regs.orig_rax
-        args = (regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8, regs.r9)
+        nr, args = syscall_entry(tid)
         record = self.capture.entry(process, nr, args)
         if record is None:  # not a call about BPF objects
             self._resume(tid, 0)
@@ -437,7 +452,7 @@ class Recorder:
             self._write(record)
             self._resume(tid, 0)
             return
-        self.pending[tid] = PendingCall(record, process)
+        self.pending[tid] = (record, process)
         resume_to_exit(tid)
 
     def _on_exit(self, tid: int) -> None:
@@ -445,9 +460,8 @@ class Recorder:
         if pending is None:
             self._resume(tid, 0)
             return
-        record, process = pending.record, pending.process
-        raw = peek_user(tid, RAX_OFFSET)
-        ret = raw - (1 << 64) if raw >= 1 << 63 else raw
+        record, process = pending
+        ret = syscall_result(tid)
         if -4096 < ret < 0:
             record["ret"], record["errno"] = -1, -ret
         else:

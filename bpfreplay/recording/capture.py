@@ -20,7 +20,7 @@ from bpfreplay.uapi.pointers import (
     CSTRING_MAX,
     MapShape,
     compiled_command,
-    plan_buffers,
+    planned_buffers,
     read_field,
 )
 
@@ -40,10 +40,52 @@ _RETURNS_FD = frozenset(
      "BPF_TOKEN_CREATE"}
 )
 _NEEDS_EXIT_WORK = _WRITES_ATTR | _RETURNS_FD
+# cmd (without BPF_COMMON_ATTRS) -> (name, whether its exit stop has anything to copy)
+_command_facts: dict[int, tuple[str | None, bool]] = {}
+
+
+def _facts_of(cmd: int) -> tuple[str | None, bool]:
+    facts = _command_facts.get(cmd)
+    if facts is None:
+        name = cmd_name(cmd)
+        facts = _command_facts[cmd] = (
+            name, name in _NEEDS_EXIT_WORK or bool(compiled_command(cmd).at_exit))
+    return facts
+
+
+# How bpf_entry copied the buffers of one attr: (field, offset in the attr's pages, length,
+# False) for a slice of what was read with the attr, (field, address, length, True) for a
+# read of its own.
+_EntryPlan = tuple[tuple[str, int, int, bool], ...]
+_ENTRY_PLANS_MAX = 4096  # a bound on the memory of a process that never repeats an attr
 # The kernel refuses bpf_attr larger than a page (E2BIG): nothing past it is worth copying.
 _ATTR_MAX = 4096
 _PERF_ATTR_SIZE_VER0 = 64
 _PERF_ATTR_CONFIG1 = 56  # offsetof(struct perf_event_attr, config1): kprobe/uprobe path
+
+
+class MapShapes(dict[int, MapShape]):
+    """A process's map fd -> key/value sizes, learnt on first use from what we know of the
+    fd (or from /proc); ``shapes[fd]`` is None for an fd that is not a map. A dict so that
+    the lookup made for every map update or lookup is a C-level hit."""
+
+    def __init__(self, process: Process):
+        super().__init__()
+        self.process = process
+        self.misses = 0  # lookups of fds that are no map (yet): plans that made one may change
+
+    def __missing__(self, fd: int) -> MapShape | None:
+        process = self.process
+        known = process.fds.get(fd)
+        if known is None or "key_size" not in known:
+            facts = procfs.object_facts(process.pid, fd)
+            if facts.get("kind") != "map":
+                self.misses += 1
+                return None
+            process.fds[fd] = known = facts
+        shape = self[fd] = MapShape(int(known.get("map_type", 0)), int(known["key_size"]),
+                                    int(known["value_size"]))
+        return shape
 
 
 @dataclass
@@ -55,9 +97,19 @@ class Process:
     memory: TraceeMemory | None = None
     fds: dict[int, dict[str, Any]] = field(default_factory=dict)
     mmaps: dict[int, int] = field(default_factory=dict)  # address -> length of BPF mmaps
-    shapes: dict[int, MapShape] = field(default_factory=dict)  # map fd -> key/value sizes
+    shapes: MapShapes = field(init=False)  # map fd -> key/value sizes
     announced: bool = False
-    shape_lookup: Any = None  # fd -> MapShape, bound once to this process
+    # (cmd, attr address, attr) -> how bpf_entry copied that call's buffers (_EntryPlan)
+    entry_plans: dict[tuple[int, int, bytes], tuple[tuple[str, int, int, bool], ...]] = field(
+        default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.shapes = MapShapes(self)
+
+    def forget_map(self, fd: int) -> None:
+        """``fd`` no longer names what it named: its sizes and the plans made with them go."""
+        if self.shapes.pop(fd, None) is not None:
+            self.entry_plans.clear()
 
     def mem(self) -> TraceeMemory:
         if self.memory is None:
@@ -92,63 +144,87 @@ class CallCapture:
         if handler:
             handler(self, process, record)
 
-
-    def _map_shape(self, process: Process, fd: int) -> MapShape | None:
-        shape = process.shapes.get(fd)
-        if shape is not None:
-            return shape
-        known = process.fds.get(fd)
-        if known is None or "key_size" not in known:
-            facts = procfs.object_facts(process.pid, fd)
-            if facts.get("kind") != "map":
-                return None
-            process.fds[fd] = known = facts
-        shape = MapShape(int(known.get("map_type", 0)), int(known["key_size"]),
-                         int(known["value_size"]))
-        process.shapes[fd] = shape
-        return shape
-
     def _copy_buffers(self, process: Process, cmd: int, attr: bytes, at_exit: bool,
                       insns: bytes | None = None, only: str | None = None,
-                      ) -> tuple[dict[str, bytes], dict[str, str]]:
-        mem = process.mem()
+                      window: tuple[int, bytes] | None = None,
+                      ) -> tuple[dict[str, bytes], dict[str, str], _EntryPlan | None]:
+        """Copy the buffers ``attr`` points to; those inside ``window`` (start, bytes: memory
+        already read at this stop) are cut from it instead of being read again. The plan
+        says how, to do the same again without planning (None: not for reuse: a string, a
+        log or a fault)."""
         copied: dict[str, bytes] = {}
         faults: dict[str, str] = {}
-        if process.shape_lookup is None:
-            process.shape_lookup = lambda fd: self._map_shape(process, fd)
-        for b in plan_buffers(cmd, attr, at_exit=at_exit, ncpus=self.ncpus, insns=insns,
-                              map_shape=process.shape_lookup):
+        planned = planned_buffers(compiled_command(cmd), attr, at_exit,
+                                  process.shapes.__getitem__, self.ncpus, insns)
+        if not planned:
+            return copied, faults, ()
+        mem = process.mem()
+        start, data = window if window is not None else (0, b"")
+        end = start + len(data)
+        plan: list[tuple[str, int, int, bool]] | None = []
+        for b, address, length in planned:
             if only is not None and b.field != only:
                 continue
+            if b.plain and start <= address and address + length <= end:
+                copied[b.field] = data[address - start:address - start + length]
+                if plan is not None:
+                    plan.append((b.field, address - start, length, False))
+                continue
             try:
-                if b.length is None:
-                    copied[b.field] = mem.read_cstring(b.address, CSTRING_MAX)
+                if length is None:
+                    copied[b.field] = mem.read_cstring(address, CSTRING_MAX)
+                    plan = None
                 elif b.until_nul:
-                    copied[b.field] = mem.read_until_nul(b.address, b.length)
+                    copied[b.field] = mem.read_until_nul(address, length)
+                    plan = None
                 else:
-                    copied[b.field] = mem.read(b.address, b.length)
+                    copied[b.field] = mem.read(address, length)
+                    if plan is not None:
+                        plan.append((b.field, address, length, True))
             except OSError as e:
                 faults[b.field] = os.strerror(e.errno) if e.errno else str(e)
-        return copied, faults
+                plan = None
+        return copied, faults, tuple(plan) if plan is not None else None
 
     def bpf_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any]:
         cmd = args[0] & 0xFFFFFFFF
         size = args[2] & 0xFFFFFFFF
-        record: dict[str, Any] = {"cmd": cmd, "size": size}
-        mem = process.mem()
-        try:
-            attr = mem.read(args[1], min(size, _ATTR_MAX)) if args[1] else b""
-        except OSError as e:
-            record["attr_fault"] = os.strerror(e.errno or 14)
-            return record
-        record["attr"] = attr
-        copied, faults = self._copy_buffers(process, cmd, attr, False)
+        mem = process.memory or process.mem()
+        address, length = args[1], min(size, _ATTR_MAX)
+        window = None
+        if not address or length <= 0:
+            attr = b""
+        else:
+            # The attr's pages in one read: the key and value of a map update on the
+            # caller's stack usually come with it.
+            window = mem.read_pages(address, length)
+            if window is not None:
+                start, data = window
+                attr = data[address - start:address - start + length]
+                plan = process.entry_plans.get((cmd, address, attr))
+                if plan is not None:  # this attr, at this place, was seen before
+                    try:
+                        copied = {name: mem.read(at, n) if read else data[at:at + n]
+                                  for name, at, n, read in plan}
+                    except OSError:
+                        pass  # now unreadable: the general path below records the fault
+                    else:
+                        return {"cmd": cmd, "size": size, "attr": attr, "in": copied}
+            else:
+                try:
+                    attr = mem.read(address, length)
+                except OSError as e:
+                    return {"cmd": cmd, "size": size, "attr_fault": os.strerror(e.errno or 14)}
+        record: dict[str, Any] = {"cmd": cmd, "size": size, "attr": attr}
+        misses = process.shapes.misses
+        copied, faults, plan = self._copy_buffers(process, cmd, attr, False, window=window)
         if "insns" in copied and "fd_array" not in copied and cmd_name(cmd) == "BPF_PROG_LOAD":
             # Without fd_array_cnt, fd_array is as long as the instructions index it.
-            more, more_faults = self._copy_buffers(process, cmd, attr, False, copied["insns"],
-                                                   only="fd_array")
+            more, more_faults, _ = self._copy_buffers(process, cmd, attr, False,
+                                                      copied["insns"], only="fd_array")
             copied.update(more)
             faults.update(more_faults)
+            plan = None
         record["in"] = copied
         if faults:
             record["faults"] = faults
@@ -158,6 +234,12 @@ class CallCapture:
                 record["common"] = mem.read(args[3], min(common_size, _ATTR_MAX))
             except OSError as e:
                 record.setdefault("faults", {})["common"] = os.strerror(e.errno or 14)
+        elif plan is not None and window is not None and process.shapes.misses == misses:
+            # The same attr at the same address will be copied the same way: its pointers,
+            # lengths and the sizes of its maps (until one of its fds is closed) are fixed.
+            if len(process.entry_plans) >= _ENTRY_PLANS_MAX:
+                process.entry_plans.clear()
+            process.entry_plans[(cmd, address, attr)] = plan
         return record
 
     def bpf_exit(self, process: Process, record: dict[str, Any]) -> None:
@@ -165,9 +247,8 @@ class CallCapture:
         if attr is None:
             return
         cmd = record["cmd"] & ~BPF_COMMON_ATTRS
-        name = cmd_name(cmd)
-        if (name not in _NEEDS_EXIT_WORK and not compiled_command(cmd).at_exit
-                and "common" not in record):
+        name, exit_work = _facts_of(cmd)
+        if not exit_work and "common" not in record:
             return
         mem = process.mem()
         args = record["args"]
@@ -179,7 +260,7 @@ class CallCapture:
             if after != attr:
                 record["attr_out"] = after
                 attr = after
-        out, faults = self._copy_buffers(process, cmd, attr, True)
+        out, faults, _ = self._copy_buffers(process, cmd, attr, True)
         if record["ret"] < 0:  # failed: keep what the kernel explains (logs), not stale outputs
             out = {k: v for k, v in out.items() if k in ("log_buf", "btf_log_buf")}
         if out:
@@ -268,7 +349,7 @@ class CallCapture:
             if facts["kind"] not in ("other", "closed"):
                 process.fds[fd] = facts
         known = process.fds.pop(fd, None)
-        process.shapes.pop(fd, None)
+        process.forget_map(fd)
         return None if known is None else {"object": known}
 
     def _dup_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
@@ -282,7 +363,7 @@ class CallCapture:
         record: dict[str, Any] = {}
         if new in process.fds and new != old:  # dup2 onto a BPF fd closes that object
             record["replaced"] = process.fds.pop(new)
-            process.shapes.pop(new, None)
+            process.forget_map(new)
         return record
 
     def _dup_exit(self, process: Process, record: dict[str, Any]) -> None:

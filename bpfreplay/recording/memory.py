@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 _CHUNK = 256
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class TraceeMemory:
@@ -30,6 +31,20 @@ class TraceeMemory:
                 break
             data += more
         return data
+
+    def read_pages(self, address: int, length: int) -> tuple[int, bytes] | None:
+        """The whole pages holding ``length`` bytes at ``address``, as (start, bytes), or
+        None if any of them is unreadable. Copying a page costs little more than copying
+        a few bytes, and the buffers an attr points to are often on its own page (stack
+        variables): those then need no read of their own. Reading the rest of the pages
+        the attr is read from touches no page the attr read would not."""
+        start = address & -_PAGE
+        size = ((address + length + _PAGE - 1) & -_PAGE) - start
+        try:
+            data = os.pread(self._fd, size, start)
+        except OSError:
+            return None
+        return (start, data) if len(data) == size else None
 
     def read_cstring(self, address: int, limit: int) -> bytes:
         """A NUL-terminated string (without the NUL), at most ``limit`` bytes."""
