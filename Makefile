@@ -39,7 +39,7 @@ reference: system
 testprogs: system
 	$(MAKE) -s -C tests/progs
 	$(MAKE) -s -C tests/data/loader all skels
-	$(MAKE) -s -C tests/data/run
+	$(MAKE) -s -C tests/data/run all skels
 
 # The example traces kept in traces/ (regenerate after changing the reference).
 traces: setup reference

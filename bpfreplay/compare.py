@@ -41,7 +41,7 @@ POINTER = "<pointer>"
 KERNEL_STATE = "<kernel id>"
 PID = "<pid>"
 ADDRESS = "<address>"
-_PERF_ARG_NAMES = ("attr", "pid", "cpu", "group_fd", "flags")
+_PERF_CONFIG1 = 56  # offsetof(struct perf_event_attr, config1)
 
 
 @dataclass
@@ -268,13 +268,20 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
             layout = struct_layout("perf_event_attr")
             attr = record.get("attr", b"")
             fields: dict[str, Any] = {}
+            has_path = "config1" in (record.get("in") or {})
             if layout is not None:
+                seen: set[tuple[int, int, int]] = set()
                 for f in layout.fields:
-                    if f.offset < len(attr):
-                        value = read_field(attr, f)
-                        if f.bit_size:
-                            value = (value >> f.bit_offset) & ((1 << f.bit_size) - 1)
-                        fields[f.name] = value
+                    where = (f.offset, f.bit_offset, f.bit_size)
+                    if f.offset >= len(attr) or where in seen:
+                        continue  # past the size, or an alias of a field already shown
+                    seen.add(where)
+                    value = read_field(attr, f)
+                    if f.bit_size:
+                        value = (value >> f.bit_offset) & ((1 << f.bit_size) - 1)
+                    elif f.offset == _PERF_CONFIG1 and has_path:
+                        value = POINTER if value else 0  # kprobe/uprobe: a path or name
+                    fields[f.name] = value
             item["fields"] = fields
             item["args"] = {"pid": _s32(args[1]), "cpu": _s32(args[2]),
                             "group_fd": objects.name(_s32(args[3])), "flags": args[4]}

@@ -324,3 +324,43 @@ def test_fentry_and_kprobe_say_why_they_cannot_run(run_objects):
         obj.close()
     assert _bpf_fds() == before
     assert _kernel_objects({"on_unlink"}) == kernel_before
+
+
+def test_uprobes_attach_fire_and_match_libbpf(tmp_path, run_objects):
+    """uprobe/uretprobe on libc's getpid(): the same perf_event_open (path, file offset,
+    retprobe bit) and links as libbpf's skeleton, and they fire in a process of ours."""
+    require_kernel()
+    from bpfreplay.compare import compare_traces
+
+    result = subprocess.run(["make", "-s", "-C", str(RUN_DATA), "skels"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    reference = tmp_path / "c.mp"
+    subprocess.run([*BPFREPLAY, "record", "-q", "-o", str(reference), "--",
+                    str(run_objects / "uprobe_skel"), "0.1"], check=True, capture_output=True,
+                   timeout=120)
+    ours = tmp_path / "py.mp"
+    caller = subprocess.Popen([sys.executable, "-c", "import os, time\n"
+                               "for _ in range(200): os.getpid(); time.sleep(0.02)"])
+    try:
+        result = _run(str(run_objects / "uprobe.bpf.o"), "--set", f"target_pid={caller.pid}",
+                      "--duration", "1.5", "--save-trace", str(ours))
+    finally:
+        caller.kill()
+        caller.wait()
+    assert result.returncode == 0, result.stderr
+    assert f"getpid() entered by {caller.pid}" in result.stdout
+    assert f"getpid() returned in {caller.pid}" in result.stdout
+    offset = int(re.search(r"libc\.so\.6:(0x[0-9a-f]+)", result.stderr).group(1), 16)
+    symbols = subprocess.run(["readelf", "-Ws", "/lib/x86_64-linux-gnu/libc.so.6"],
+                             capture_output=True, text=True).stdout
+    value = next(int(line.split()[1], 16) for line in symbols.splitlines()
+                 if line.split()[-1:] == ["getpid@@GLIBC_2.2.5"])
+    sections = subprocess.run(["readelf", "-SW", "/lib/x86_64-linux-gnu/libc.so.6"],
+                              capture_output=True, text=True).stdout
+    text = next(line.split() for line in sections.splitlines() if " .text " in line)
+    address, file_offset = int(text[-8], 16), int(text[-7], 16)
+    assert offset == value - address + file_offset
+    report = compare_traces(str(reference), str(ours))
+    real = [d for d in report.differences if d.path != "in.value"]  # target_pid set
+    assert real == [], real[:5]

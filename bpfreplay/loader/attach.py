@@ -168,11 +168,35 @@ def _attach_kprobe(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
 
 
 def _attach_uprobe(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
-    """A bare SEC("uprobe")/SEC("uprobe.s") names no target: libbpf skips it."""
-    if "/" not in prog.spec.section:
-        return None
-    raise LoaderError(f"prog '{prog.spec.name}' ({prog.spec.section}): attaching uprobes is "
-                      "not supported yet")
+    """bpf_program__attach_uprobe_opts() for uprobe/BINARY:FUNCTION[+OFFSET] (a bare
+    SEC("uprobe") names no target: libbpf skips it)."""
+    from bpfreplay.loader import uprobe
+
+    where = f"prog '{prog.spec.name}' ({prog.spec.section})"
+    try:
+        found = uprobe.target(prog.spec.section)
+        if found is None:
+            return None
+        perf_type, retprobe_bit = uprobe.pmu_type()
+    except LoaderError as e:
+        raise LoaderError(f"{where}: {e}") from e
+    keep = bsys.Buffers()
+    attr = bytearray(PERF_ATTR_SIZE)
+    config = 1 << retprobe_bit if found.retprobe else 0
+    struct.pack_into("<IIQ", attr, 0, perf_type, PERF_ATTR_SIZE, config)
+    struct.pack_into("<QQ", attr, 56, keep.cstring_at(found.path), found.offset)
+    kind = "uretprobe" if found.retprobe else "uprobe"
+    text = f"{found.path}:{found.offset:#x}"
+    try:
+        pfd = bsys.perf_event_open(attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
+    except OSError as e:
+        raise LoaderError(f"{where}: failed to create {kind} '{text}' perf event: "
+                          f"{e.strerror}") from e
+    try:
+        return _attach_perf_event(obj, prog, pfd, f"{kind} {text}")
+    except BaseException:
+        _close_quietly(pfd)
+        raise
 
 
 def _unsupported(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
