@@ -31,9 +31,15 @@ from bpfreplay.recording import procfs
 from bpfreplay.recording import syscalls as sc
 from bpfreplay.recording.capture import CallCapture, Process
 from bpfreplay.recording.ptrace_calls import (
+    ENTRY_REGISTERS,
+    PTRACE_CONT,
+    PTRACE_GETREGS,
+    PTRACE_SYSCALL,
     TaskGone,
     detach,
     interrupt,
+    raw_ptrace,
+    registers,
     resume,
     resume_syscall,
     resume_to_exit,
@@ -431,20 +437,32 @@ class Recorder:
 
     # ------------------------------------------------------------ syscalls
 
+    # The two methods below run for every recorded call: the ptrace requests are made
+    # through the raw binding inline (a failed one is repeated through its checked
+    # wrapper, which raises TaskGone or OSError).
+
     def _on_entry(self, tid: int, process: Process) -> None:
         if not process.recording:
             self._resume(tid, 0)
             return
-        nr, args = syscall_entry(tid)
+        if raw_ptrace(PTRACE_GETREGS, tid, None, registers) == -1:
+            syscall_entry(tid)
+        r10, r9, r8, rdx, rsi, rdi, nr = ENTRY_REGISTERS.unpack_from(registers)
+        args = (rdi, rsi, rdx, r10, r8, r9)
         record = self.capture.entry(process, nr, args)
         if record is None:  # not a call about BPF objects
             self._resume(tid, 0)
             return
         if not process.announced:
             self._announce(process)
-        record.update(type="call", index=self.index, pid=process.pid, tid=tid,
-                      syscall=sc.NAMES[nr], args=list(args),
-                      ts=time.monotonic_ns() - self.t0)
+        # After the capture's keys, in this order (stores: cheaper than update(**kwargs)).
+        record["type"] = "call"
+        record["index"] = self.index
+        record["pid"] = process.pid
+        record["tid"] = tid
+        record["syscall"] = sc.NAMES[nr]
+        record["args"] = list(args)
+        record["ts"] = time.monotonic_ns() - self.t0
         self.index += 1
         if nr == sc.CLOSE:  # nothing to learn at exit: the fd is gone whatever happens
             record["ret"] = None
@@ -453,7 +471,8 @@ class Recorder:
             self._resume(tid, 0)
             return
         self.pending[tid] = (record, process)
-        resume_to_exit(tid)
+        if raw_ptrace(PTRACE_SYSCALL, tid, None, 0) == -1:
+            resume_to_exit(tid)
 
     def _on_exit(self, tid: int) -> None:
         pending = self.pending.pop(tid, None)
@@ -468,8 +487,12 @@ class Recorder:
             record["ret"], record["errno"] = ret, None
         record["dur"] = time.monotonic_ns() - self.t0 - record["ts"]
         self.capture.exit(process, record)
-        self._write(record)
-        self._resume(tid, 0)
+        # The record is in the file before the task runs on (see TraceWriter).
+        self.writer.write(record)  # type: ignore[union-attr] - open while tracing
+        if self.attach_mode:
+            resume_syscall(tid, 0)
+        elif raw_ptrace(PTRACE_CONT, tid, None, 0) == -1:
+            resume(tid, 0)
 
     def _write(self, record: dict[str, Any]) -> None:
         assert self.writer is not None

@@ -42,6 +42,8 @@ _RETURNS_FD = frozenset(
 _NEEDS_EXIT_WORK = _WRITES_ATTR | _RETURNS_FD
 # cmd (without BPF_COMMON_ATTRS) -> (name, whether its exit stop has anything to copy)
 _command_facts: dict[int, tuple[str | None, bool]] = {}
+# The commands seen so far that have nothing to copy at exit, BPF_COMMON_ATTRS not set.
+_quiet_commands: set[int] = set()
 
 
 def _facts_of(cmd: int) -> tuple[str | None, bool]:
@@ -50,6 +52,8 @@ def _facts_of(cmd: int) -> tuple[str | None, bool]:
         name = cmd_name(cmd)
         facts = _command_facts[cmd] = (
             name, name in _NEEDS_EXIT_WORK or bool(compiled_command(cmd).at_exit))
+        if not facts[1]:
+            _quiet_commands.add(cmd)
     return facts
 
 
@@ -140,6 +144,8 @@ class CallCapture:
 
     def exit(self, process: Process, record: dict[str, Any]) -> None:
         """Complete ``record`` (whose ``ret``/``errno`` are set) with what the call wrote."""
+        if record.get("cmd") in _quiet_commands and "attr" in record:
+            return  # a bpf() command the kernel answers with its result alone (map updates)
         handler = _EXIT_HANDLERS.get(record["syscall"])
         if handler:
             handler(self, process, record)

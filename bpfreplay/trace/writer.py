@@ -26,10 +26,11 @@ class TraceWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         data = self._packer.pack(record)
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        written = os.write(self._fd, data)
+        if written < len(data):  # a regular file takes all at once but for a full disk
+            view = memoryview(data)[written:]
+            while view:
+                view = view[os.write(self._fd, view):]
 
     def close(self) -> None:
         if self._fd >= 0:
