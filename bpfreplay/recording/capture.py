@@ -209,9 +209,10 @@ class CallCapture:
                 attr = data[address - start:address - start + length]
                 plan = process.entry_plans.get((cmd, address, attr))
                 if plan is not None:  # this attr, at this place, was seen before
+                    copied = {}
                     try:
-                        copied = {name: mem.read(at, n) if read else data[at:at + n]
-                                  for name, at, n, read in plan}
+                        for name, at, n, read in plan:
+                            copied[name] = mem.read(at, n) if read else data[at:at + n]
                     except OSError:
                         pass  # now unreadable: the general path below records the fault
                     else:
@@ -234,12 +235,13 @@ class CallCapture:
         record["in"] = copied
         if faults:
             record["faults"] = faults
-        if cmd & BPF_COMMON_ATTRS and args[3]:
-            common_size = args[4] & 0xFFFFFFFF
-            try:
-                record["common"] = mem.read(args[3], min(common_size, _ATTR_MAX))
-            except OSError as e:
-                record.setdefault("faults", {})["common"] = os.strerror(e.errno or 14)
+        if cmd & BPF_COMMON_ATTRS:  # (the plan key does not hold the common attr)
+            if args[3]:
+                common_size = args[4] & 0xFFFFFFFF
+                try:
+                    record["common"] = mem.read(args[3], min(common_size, _ATTR_MAX))
+                except OSError as e:
+                    record.setdefault("faults", {})["common"] = os.strerror(e.errno or 14)
         elif plan is not None and window is not None and process.shapes.misses == misses:
             # The same attr at the same address will be copied the same way: its pointers,
             # lengths and the sizes of its maps (until one of its fds is closed) are fixed.
