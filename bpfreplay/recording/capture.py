@@ -57,10 +57,11 @@ def _facts_of(cmd: int) -> tuple[str | None, bool]:
     return facts
 
 
-# How bpf_entry copied the buffers of one attr: (field, offset in the attr's pages, length,
-# False) for a slice of what was read with the attr, (field, address, length, True) for a
-# read of its own.
+# How bpf_entry copied the buffers of one attr: (field, address, length, False) for a slice
+# of what was read with the attr, (field, address, length, True) for a read of its own.
 _EntryPlan = tuple[tuple[str, int, int, bool], ...]
+# (attr, plan, low, high): an attr seen, its plan, the span [low, high) to read for it.
+_SeenAttr = tuple[bytes, _EntryPlan, int, int]
 _ENTRY_PLANS_MAX = 4096  # a bound on the memory of a process that never repeats an attr
 # The kernel refuses bpf_attr larger than a page (E2BIG): nothing past it is worth copying.
 _ATTR_MAX = 4096
@@ -103,9 +104,9 @@ class Process:
     mmaps: dict[int, int] = field(default_factory=dict)  # address -> length of BPF mmaps
     shapes: MapShapes = field(init=False)  # map fd -> key/value sizes
     announced: bool = False
-    # (cmd, attr address, attr) -> how bpf_entry copied that call's buffers (_EntryPlan)
-    entry_plans: dict[tuple[int, int, bytes], tuple[tuple[str, int, int, bool], ...]] = field(
-        default_factory=dict)
+    # (cmd, attr address, attr length) -> the last such call's attr, how its buffers were
+    # copied and the span of memory that holds the attr and its sliced buffers
+    entry_plans: dict[tuple[int, int, int], _SeenAttr] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.shapes = MapShapes(self)
@@ -174,7 +175,7 @@ class CallCapture:
             if b.plain and start <= address and address + length <= end:
                 copied[b.field] = data[address - start:address - start + length]
                 if plan is not None:
-                    plan.append((b.field, address - start, length, False))
+                    plan.append((b.field, address, length, False))
                 continue
             try:
                 if length is None:
@@ -197,6 +198,19 @@ class CallCapture:
         size = args[2] & 0xFFFFFFFF
         mem = process.memory or process.mem()
         address, length = args[1], min(size, _ATTR_MAX)
+        seen = process.entry_plans.get((cmd, address, length))
+        if seen is not None:  # a call like this one was seen here: the same attr again?
+            known, plan, low, high = seen
+            data = mem.read_span(low, high)
+            if data is not None and data[address - low:address - low + length] == known:
+                copied = {}
+                try:
+                    for name, at, n, read in plan:
+                        copied[name] = mem.read(at, n) if read else data[at - low:at - low + n]
+                except OSError:
+                    pass  # now unreadable: the general path below records the fault
+                else:
+                    return {"cmd": cmd, "size": size, "attr": known, "in": copied}
         window = None
         if not address or length <= 0:
             attr = b""
@@ -205,18 +219,7 @@ class CallCapture:
             # caller's stack usually come with it.
             window = mem.read_pages(address, length)
             if window is not None:
-                start, data = window
-                attr = data[address - start:address - start + length]
-                plan = process.entry_plans.get((cmd, address, attr))
-                if plan is not None:  # this attr, at this place, was seen before
-                    copied = {}
-                    try:
-                        for name, at, n, read in plan:
-                            copied[name] = mem.read(at, n) if read else data[at:at + n]
-                    except OSError:
-                        pass  # now unreadable: the general path below records the fault
-                    else:
-                        return {"cmd": cmd, "size": size, "attr": attr, "in": copied}
+                attr = window[1][address - window[0]:address - window[0] + length]
             else:
                 try:
                     attr = mem.read(address, length)
@@ -245,9 +248,13 @@ class CallCapture:
         elif plan is not None and window is not None and process.shapes.misses == misses:
             # The same attr at the same address will be copied the same way: its pointers,
             # lengths and the sizes of its maps (until one of its fds is closed) are fixed.
+            # Next time only the span of the attr and its sliced buffers is read.
+            sliced = [(at, at + n) for _, at, n, read in plan if not read]
+            low = min([address] + [at for at, _ in sliced])
+            high = max([address + length] + [end for _, end in sliced])
             if len(process.entry_plans) >= _ENTRY_PLANS_MAX:
                 process.entry_plans.clear()
-            process.entry_plans[(cmd, address, attr)] = plan
+            process.entry_plans[(cmd, address, length)] = (attr, plan, low, high)
         return record
 
     def bpf_exit(self, process: Process, record: dict[str, Any]) -> None:

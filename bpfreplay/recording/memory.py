@@ -46,6 +46,14 @@ class TraceeMemory:
             return None
         return (start, data) if len(data) == size else None
 
+    def read_span(self, low: int, high: int) -> bytes | None:
+        """The bytes in [low, high), or None if not all of them are readable."""
+        try:
+            data = os.pread(self._fd, high - low, low)
+        except OSError:
+            return None
+        return data if len(data) == high - low else None
+
     def read_cstring(self, address: int, limit: int) -> bytes:
         """A NUL-terminated string (without the NUL), at most ``limit`` bytes."""
         out = b""
