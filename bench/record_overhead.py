@@ -3,8 +3,9 @@
 
 Runs (a) a bpf()-heavy program (N BPF_MAP_UPDATE_ELEM calls) and (b) a write()-heavy
 program (N write() calls and one bpf() call) untraced, under `strace -f -e trace=bpf`
-(on any CPU and pinned to one CPU), under `strace -f --seccomp-bpf -e trace=bpf`, and
-under `bpfreplay record` (default: pinned; and --no-pin). Prints medians and ratios and,
+(on any CPU and pinned to one CPU), under `strace -f --seccomp-bpf -e trace=bpf`, under
+`bpfreplay record` (default: pinned; and --no-pin) and under bench/ptrace_floor.py (the
+bare ptrace loop every Python recorder pays: the floor). Prints medians and ratios and,
 with --write, replaces the record-overhead section of bench/RESULTS.md.
 
     .venv/bin/python bench/record_overhead.py --write
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROGS = ROOT / "tests" / "progs" / "build"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 BPFREPLAY = [sys.executable, "-m", "bpfreplay.cli", "record", "-q"]
+FLOOR = [sys.executable, str(ROOT / "bench" / "ptrace_floor.py"), "--"]
 
 
 def timed(argv: list[str], runs: int) -> float:
@@ -60,28 +62,49 @@ def main() -> int:
                                     "-e", "trace=bpf"],
         "bpfreplay record": [*BPFREPLAY, "-o", out, "--"],
         "bpfreplay record --no-pin": [*BPFREPLAY, "--no-pin", "-o", out, "--"],
+        "bare ptrace loop in Python (floor)": FLOOR,
     }
-    rows = []
-    startup = timed([*BPFREPLAY, "-o", out, "--", "/bin/true"], args.runs)
-    rows.append(("start-up", "bpfreplay record -- /bin/true", startup, 1.0, 1.0, 0.0))
-    print(f"{'start-up':18} {'bpfreplay record -- true':28} {startup * 1000:9.1f} ms", flush=True)
+    # The constant start-up of the Python tracers (interpreter, imports) is no cost per call.
+    startups = {"bpfreplay": timed([*BPFREPLAY, "-o", out, "--", "/bin/true"], args.runs),
+                "bare": timed([*FLOOR, "/bin/true"], args.runs)}
+    rows = [("start-up", "bpfreplay record -- /bin/true", startups["bpfreplay"], 1.0, 1.0, 0.0),
+            ("start-up", "bare ptrace loop -- /bin/true", startups["bare"], 1.0, 1.0, 0.0)]
+    for name, startup in startups.items():
+        print(f"{'start-up':18} {name:34} {startup * 1000:9.1f} ms", flush=True)
+    per_call: dict[tuple[str, str], float] = {}
     for workload, (program, calls) in workloads.items():
         base = None
         for tracer, prefix in tracers.items():
             median = timed(prefix + program, args.runs)
             base = median if base is None else base
-            # bpfreplay's constant start-up (Python, imports) is not a cost per call.
-            own = median - startup if tracer.startswith("bpfreplay") else median
-            per_call = (own - base) / calls * 1e6 if prefix else 0.0
-            rows.append((workload, tracer, median, median / base, own / base, per_call))
-            print(f"{workload:18} {tracer:28} {median * 1000:9.1f} ms  x{median / base:6.2f}"
-                  f"  x{own / base:6.2f} w/o start-up  {per_call:8.1f} us/call", flush=True)
+            own = median - startups.get(tracer.split()[0], 0.0)
+            cost = (own - base) / calls * 1e6 if prefix else 0.0
+            per_call[workload, tracer] = cost
+            rows.append((workload, tracer, median, median / base, own / base, cost))
+            print(f"{workload:18} {tracer:34} {median * 1000:9.1f} ms  x{median / base:6.2f}"
+                  f"  x{own / base:6.2f} w/o start-up  {cost:8.1f} us/call", flush=True)
+    ratios = per_call_ratios(per_call, "a: bpf()-heavy")
+    for line in ratios:
+        print(line)
     if args.write:
-        write_results(rows, args)
+        write_results(rows, ratios, args)
     return 0
 
 
-def write_results(rows: list[tuple], args: argparse.Namespace) -> None:
+def per_call_ratios(per_call: dict[tuple[str, str], float], workload: str) -> list[str]:
+    """bpfreplay's and the floor's cost per call over strace's, measured in the same run."""
+    ours = per_call[workload, "bpfreplay record"]
+    floor = per_call[workload, "bare ptrace loop in Python (floor)"]
+    lines = []
+    for strace in ("strace -f -e trace=bpf", "strace, pinned to one CPU"):
+        theirs = per_call[workload, strace]
+        lines.append(f"{workload}: bpfreplay record {ours:.1f} µs/call = "
+                     f"{ours / theirs:.2f} × `{strace}` ({theirs:.1f} µs); the bare ptrace "
+                     f"loop {floor:.1f} µs = {floor / theirs:.2f} ×")
+    return lines
+
+
+def write_results(rows: list[tuple], ratios: list[str], args: argparse.Namespace) -> None:
     lines = [
         "## Record overhead",
         "",
@@ -89,10 +112,13 @@ def write_results(rows: list[tuple], args: argparse.Namespace) -> None:
         f"--bpf-calls {args.bpf_calls} --writes {args.writes} --write`  ",
         f"Machine: {os.uname().release}, {os.cpu_count()} CPUs; medians of {args.runs} runs "
         f"of whole processes (exec to exit). Measured {time.strftime('%Y-%m-%d')}.",
-        "bpfreplay's constant start-up (Python and imports, measured as `bpfreplay record --",
-        "/bin/true`) is the first row; '× untraced w/o start-up' subtracts it from bpfreplay's",
-        "rows. 'added per traced call' is (time w/o start-up - untraced) / bpf() calls; for",
-        "the write()-heavy program (one bpf() call) it is the whole added time.",
+        "The Python tracers' constant start-up (interpreter and imports, measured on",
+        "`/bin/true`) is in the first rows; '× untraced w/o start-up' subtracts it from their",
+        "rows. 'added per call' is (time w/o start-up - untraced) / bpf() calls; for the",
+        "write()-heavy program (one bpf() call) it is the whole added time. The bare ptrace",
+        "loop (bench/ptrace_floor.py) makes only the requests every recorded call needs",
+        "(waitpid, GETREGS, PTRACE_SYSCALL, waitpid, PEEKUSER, PTRACE_CONT) and copies and",
+        "writes nothing: the floor of a recorder in Python.",
         "",
         "| workload | tracer | median | × untraced | × untraced w/o start-up | added per call |",
         "|---|---|---|---|---|---|",
@@ -100,6 +126,8 @@ def write_results(rows: list[tuple], args: argparse.Namespace) -> None:
     for workload, tracer, median, ratio, own_ratio, per_call in rows:
         lines.append(f"| {workload} | {tracer} | {median * 1000:.1f} ms | {ratio:.2f} | "
                      f"{own_ratio:.2f} | {per_call:.1f} µs |")
+    lines.append("")
+    lines += [f"- {line}" for line in ratios]
     lines.append("")
     replace_section(RESULTS, "## Record overhead", "\n".join(lines))
 

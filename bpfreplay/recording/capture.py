@@ -145,7 +145,7 @@ class CallCapture:
 
     def exit(self, process: Process, record: dict[str, Any]) -> None:
         """Complete ``record`` (whose ``ret``/``errno`` are set) with what the call wrote."""
-        if record.get("cmd") in _quiet_commands and "attr" in record:
+        if record.get("cmd") in _quiet_commands:
             return  # a bpf() command the kernel answers with its result alone (map updates)
         handler = _EXIT_HANDLERS.get(record["syscall"])
         if handler:
