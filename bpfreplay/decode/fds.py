@@ -16,9 +16,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
-from bpfreplay.uapi import BPF_COMMON_ATTRS, attr_layout, cmd_name
+from bpfreplay.uapi import BPF_COMMON_ATTRS, Field, attr_layout, cmd_name
 
 Call = dict[str, Any]
 
@@ -65,13 +66,24 @@ PERF_EVENT_IOC_SET_BPF = 0x40042408
 F_DUPFD, F_DUPFD_CLOEXEC = 0, 1030
 
 
+@lru_cache(maxsize=1024)
+def _command_name(cmd: int) -> str | None:
+    return cmd_name(cmd & ~BPF_COMMON_ATTRS)
+
+
 def command(call: Call) -> str | None:
     """``BPF_PROG_LOAD`` for a bpf() call record, None for other syscalls or unknown
     commands."""
     if call.get("syscall") != "bpf":
         return None
     cmd = call.get("cmd")
-    return cmd_name(cmd & ~BPF_COMMON_ATTRS) if isinstance(cmd, int) else None
+    return _command_name(cmd) if isinstance(cmd, int) else None
+
+
+@lru_cache(maxsize=4096)  # a few fields of a few commands, asked for on every call
+def _attr_field(cmd: int, name: str) -> Field | None:
+    layout = attr_layout(cmd & ~BPF_COMMON_ATTRS)
+    return layout.field(name) if layout else None
 
 
 def attr_field(call: Call, name: str, *, signed: bool = False) -> int:
@@ -81,8 +93,7 @@ def attr_field(call: Call, name: str, *, signed: bool = False) -> int:
     cmd = call.get("cmd")
     if not isinstance(attr, bytes | bytearray) or not isinstance(cmd, int):
         return 0
-    layout = attr_layout(cmd & ~BPF_COMMON_ATTRS)
-    f = layout.field(name) if layout else None
+    f = _attr_field(cmd, name)
     if f is None or f.end > len(attr) or f.size > 8 or "[" in f.type:
         return 0
     return int.from_bytes(attr[f.offset:f.end], "little", signed=signed or f.signed)
@@ -94,8 +105,7 @@ def attr_string(call: Call, name: str) -> str:
     cmd = call.get("cmd")
     if not isinstance(attr, bytes | bytearray) or not isinstance(cmd, int):
         return ""
-    layout = attr_layout(cmd & ~BPF_COMMON_ATTRS)
-    f = layout.field(name) if layout else None
+    f = _attr_field(cmd, name)
     if f is None or f.offset >= len(attr):
         return ""
     raw = bytes(attr[f.offset:min(f.end, len(attr))])
@@ -196,8 +206,13 @@ class FdLife:
     fd: int
     created: int  # index of the creating call
     closed: int | None = None  # index of the close(), None if never closed in the trace
-    users: list[int] = field(default_factory=list)  # indices of calls that read the fd
+    users: list[int] = field(default_factory=list)  # calls that read the fd (FdTracker only)
     original: FdLife | None = None
+    call: Call | None = None  # the creating call
+    refs: list[tuple[str, FdLife]] = field(default_factory=list)  # ... and the fds it read
+    # What a reader of the trace hangs on the fd while it matters: the labeller's node,
+    # the decoder's name and parsed BTF of the object. Goes when the life goes.
+    data: Any = None
 
     @property
     def root(self) -> FdLife:
@@ -209,6 +224,65 @@ class FdLife:
         return life
 
 
+class Step(NamedTuple):
+    """What one call did to the fds: read some, made one, ended one."""
+
+    refs: list[tuple[str, FdLife]]  # (what, life) for each fd it read that was open
+    created: FdLife | None  # the fd it made
+    ended: FdLife | None  # the fd its close() (or a dup2 over it) ended
+
+
+class FdTable:
+    """The fds open at one point of a trace, moved on one call at a time. The one copy
+    of how calls make, read, duplicate and close fds: ``FdTracker`` runs it over a whole
+    list, ``bpfreplay explain`` over a file as it streams by. Only the open fds are held
+    (and, through their ``refs``, the closed ones an open object still names)."""
+
+    def __init__(self, *, keep_users: bool = False) -> None:
+        self.open: dict[tuple[int, int], FdLife] = {}
+        self.keep_users = keep_users
+
+    def step(self, call: Call, index: int) -> Step:
+        pid = call.get("pid")
+        pid = pid if isinstance(pid, int) else 0
+        open_fds = self.open
+        refs: list[tuple[str, FdLife]] = []
+        for what, fd in fd_references(call):
+            life = open_fds.get((pid, fd))
+            if life is not None:
+                refs.append((what, life))
+                if self.keep_users:
+                    life.users.append(index)
+        syscall = call.get("syscall")
+        if syscall == "close":
+            fd = _as_fd(_arg(call, 0))
+            life = open_fds.pop((pid, fd), None) if fd is not None else None
+            if life is not None:
+                life.closed = index
+            return Step(refs, None, life)
+        new_fd = created_fd(call)
+        if new_fd is None:
+            return Step(refs, None, None)
+        previous = open_fds.pop((pid, new_fd), None)  # dup2/dup3 over an open fd
+        if previous is not None:
+            previous.closed = index
+        original = refs[0][1] if syscall in ("dup", "dup2", "dup3", "fcntl") and refs \
+            else None
+        life = FdLife(pid, new_fd, index, original=original, call=call, refs=refs)
+        open_fds[(pid, new_fd)] = life
+        return Step(refs, life, previous)
+
+
+def creator_reference(life: FdLife | None, what: str) -> FdLife | None:
+    """The fd the call that made ``life``'s object read as ``what`` (a map's ``btf_fd``)."""
+    if life is None:
+        return None
+    for name, ref in life.root.refs:
+        if name == what:
+            return ref
+    return None
+
+
 class FdTracker:
     """Follows every fd through a list of call records. Look-ups go by call index."""
 
@@ -217,7 +291,7 @@ class FdTracker:
         self.by_index: dict[int, Call] = {}
         self._created: dict[int, FdLife] = {}
         self._refs: dict[int, list[tuple[str, FdLife]]] = {}
-        open_fds: dict[tuple[int, int], FdLife] = {}
+        table = FdTable(keep_users=True)
         for position, call in enumerate(self.calls):
             index = call.get("index")
             if not isinstance(index, int):
@@ -225,33 +299,10 @@ class FdTracker:
                 call = {**call, "index": index}
                 self.calls[position] = call
             self.by_index[index] = call
-            pid = call.get("pid")
-            pid = pid if isinstance(pid, int) else 0
-            refs: list[tuple[str, FdLife]] = []
-            for what, fd in fd_references(call):
-                life = open_fds.get((pid, fd))
-                if life is not None:
-                    refs.append((what, life))
-                    life.users.append(index)
-            self._refs[index] = refs
-            syscall = call.get("syscall")
-            if syscall == "close":
-                fd = _as_fd(_arg(call, 0))
-                life = open_fds.pop((pid, fd), None) if fd is not None else None
-                if life is not None:
-                    life.closed = index
-                continue
-            new_fd = created_fd(call)
-            if new_fd is None:
-                continue
-            previous = open_fds.pop((pid, new_fd), None)  # dup2/dup3 over an open fd
-            if previous is not None:
-                previous.closed = index
-            original = refs[0][1] if syscall in ("dup", "dup2", "dup3", "fcntl") and refs \
-                else None
-            life = FdLife(pid, new_fd, index, original=original)
-            open_fds[(pid, new_fd)] = life
-            self._created[index] = life
+            step = table.step(call, index)
+            self._refs[index] = step.refs
+            if step.created is not None:
+                self._created[index] = step.created
 
     def created_by(self, index: int) -> FdLife | None:
         """The fd the call at ``index`` made."""
@@ -271,8 +322,47 @@ class FdTracker:
         """The call that made the object behind ``life`` (through duplicates)."""
         return self.by_index.get(life.root.created) if life is not None else None
 
+    def creator_reference(self, life: FdLife | None, what: str) -> FdLife | None:
+        return creator_reference(life, what)
+
     def users(self, index: int) -> Iterator[Call]:
         """The calls that read the fd the call at ``index`` made."""
         life = self._created.get(index)
         for user in life.users if life is not None else ():
             yield self.by_index[user]
+
+
+class FdCursor:
+    """``FdTracker``'s answers for the call a forward pass over a trace is at (and for
+    the objects of the fds open then): what a second pass needs, in the memory of the
+    open fds. ``advance`` to each call in turn."""
+
+    def __init__(self) -> None:
+        self.table = FdTable()
+        self.index: int | None = None
+        self.step = Step([], None, None)
+
+    def advance(self, call: Call, index: int) -> Step:
+        self.index = index
+        self.step = self.table.step(call, index)
+        return self.step
+
+    def created_by(self, index: int) -> FdLife | None:
+        return self.step.created if index == self.index else None
+
+    def references(self, index: int) -> list[tuple[str, FdLife]]:
+        return self.step.refs if index == self.index else []
+
+    def reference(self, index: int, what: str) -> FdLife | None:
+        if index != self.index:
+            return None
+        for name, life in self.step.refs:
+            if name == what:
+                return life
+        return None
+
+    def creator(self, life: FdLife | None) -> Call | None:
+        return life.root.call if life is not None else None
+
+    def creator_reference(self, life: FdLife | None, what: str) -> FdLife | None:
+        return creator_reference(life, what)
