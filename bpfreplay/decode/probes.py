@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import errno as errno_module
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import Any
 
 from bpfreplay.decode.fds import (
     LD_IMM64,
     PSEUDO_MAP_VALUE,
     Call,
+    FdCursor,
+    FdLife,
+    FdTable,
     FdTracker,
     attr_field,
     attr_string,
@@ -159,9 +163,12 @@ def _named(field: str, name: str) -> Callable[[Context, Call], bool]:
 
 
 class Context:
-    """What rules may look at besides the call: the fds and the labels found so far."""
+    """What rules may look at besides the call: the fds and the labels found so far.
 
-    def __init__(self, tracker: FdTracker) -> None:
+    Rules ask only ``users(call)`` and ``creator(call, what)``; the streaming first pass
+    answers the same two questions from what it holds (``_StreamRules``)."""
+
+    def __init__(self, tracker: FdTracker | FdCursor) -> None:
         self.fds = tracker
         self.probes: dict[int, str] = {}
 
@@ -204,9 +211,10 @@ def _det_bind_map(ctx: Context, call: Call) -> bool:
     unnamed 4/32/1 array without BTF that only PROG_BIND_MAP uses."""
     if attr_string(call, "map_name") == "libbpf_det_bind":
         return True
+    if not _unnamed_plain_array(call, value_size=32):
+        return False
     users = ctx.users(call)
-    return (_unnamed_plain_array(call, value_size=32) and bool(users)
-            and all(command(u) == "BPF_PROG_BIND_MAP" for u in users))
+    return bool(users) and all(command(u) == "BPF_PROG_BIND_MAP" for u in users)
 
 
 def _unnamed_plain_array(call: Call, *, value_size: int, flags: int = 0) -> bool:
@@ -329,7 +337,9 @@ _FUNC_STATIC, _FUNC_GLOBAL = 0, 1
 # First match wins; rules for one call are tried top to bottom. Features libbpf tests
 # with several calls have one rule per call; the calls that only act on a probe's fds
 # (close, PROG_BIND_MAP of the det_bind map, the map a probe program reads) follow the
-# probe without a rule of their own.
+# probe without a rule of their own. A rule asks ``ctx.users()`` last, once the call's
+# own content says it may be a probe: the streaming form can only answer it when the
+# fd is closed, and keeps the users' records until then.
 PROBE_RULES: tuple[ProbeRule, ...] = (
     # -- BPF_PROG_LOAD
     ProbeRule("prog_name", "BPF_PROG_LOAD", 'r0 = 0; exit named "libbpf_nametest" ("test")',
@@ -436,17 +446,23 @@ _SO_ATTACH_BPF, _SO_DETACH_BPF = 50, 27
 class _Timeline:
     """Per process: where loading ends and attaching starts (non-probe calls)."""
 
-    def __init__(self, calls: list[Call], probes: dict[int, str]) -> None:
-        self.last_load: dict[int, int] = {}
-        self.first_attach: dict[int, int] = {}
+    def __init__(self, last_load: dict[int, int], first_attach: dict[int, int]) -> None:
+        self.last_load = last_load  # pid -> index of its last object load
+        self.first_attach = first_attach  # pid -> index of its first attach
+
+    @classmethod
+    def of(cls, calls: list[Call], probes: dict[int, str]) -> _Timeline:
+        last_load: dict[int, int] = {}
+        first_attach: dict[int, int] = {}
         for call in calls:
             index, pid = call["index"], _pid(call)
             if index in probes:
                 continue
             if command(call) in _LOADING_COMMANDS:
-                self.last_load[pid] = index
-            if _attach_call(call) and pid not in self.first_attach:
-                self.first_attach[pid] = index
+                last_load[pid] = index
+            if _attach_call(call) and pid not in first_attach:
+                first_attach[pid] = index
+        return cls(last_load, first_attach)
 
     def loading(self, call: Call) -> bool:
         """Still loading: before the process's last object load and its first attach."""
@@ -526,6 +542,14 @@ for _rule in PROBE_RULES:
     _RULES_BY_CALL[_rule.call] = (*_RULES_BY_CALL.get(_rule.call, ()), _rule)
 
 
+def _match_rule(ctx: Context | _StreamRules, call: Call) -> ProbeRule | None:
+    """The first rule of the table the call matches."""
+    for rule in _rules_for(call):
+        if rule.matches(ctx, call):  # type: ignore[arg-type]  # same questions answered
+            return rule
+    return None
+
+
 def _errno_name(value: object) -> str:
     return errno_module.errorcode.get(value, str(value)) if isinstance(value, int) else "?"
 
@@ -540,6 +564,13 @@ def _outcome(call: Call, rule: ProbeRule) -> str:
     return f"{rule.note} ({answer}: {'supported' if verdict else 'not supported'})"
 
 
+def _sole_probe(owners: Iterable[str | None]) -> str | None:
+    """The probe when every owner is that one probe; None if any is no probe, they
+    differ, or there are none."""
+    names = set(owners)
+    return next(iter(names)) if len(names) == 1 and None not in names else None
+
+
 def _follow_probe(ctx: Context, call: Call) -> str | None:
     """The probe whose fds this call acts on (all of them), or whose probe calls are the
     only users of the fd this call made."""
@@ -547,22 +578,27 @@ def _follow_probe(ctx: Context, call: Call) -> str | None:
     index = call["index"]
     refs = tracker.references(index)
     if refs:
-        owners = {ctx.probes.get(life.root.created) for _, life in refs}
-        if len(owners) == 1 and None not in owners:
-            return owners.pop()
+        probe = _sole_probe(ctx.probes.get(life.root.created) for _, life in refs)
+        if probe is not None:
+            return probe
     if tracker.created_by(index) is not None:
-        users = ctx.users(call)
-        owners = {ctx.probes.get(u["index"]) for u in users}
-        if users and len(owners) == 1 and None not in owners:
-            return owners.pop()
+        probe = _sole_probe(ctx.probes.get(u["index"]) for u in ctx.users(call))
+        if probe is not None:
+            return probe
     return None
 
 
-def _follow_note(ctx: Context, call: Call, probe: str) -> str:
-    if call.get("syscall") == "close":
-        made_by = ctx.creator(call, "fd")
-        what = _KIND_OF.get(command(made_by) or "", "fd") if made_by else "fd"
-        return f"closes the {probe} probe's {what}"
+def _closed_kind(ctx: Context | _StreamRules, call: Call) -> str | None:
+    """What a close() closes ("map", "program", "fd"); None for other calls."""
+    if call.get("syscall") != "close":
+        return None
+    made_by = ctx.creator(call, "fd")
+    return _KIND_OF.get(command(made_by) or "", "fd") if made_by else "fd"
+
+
+def _follow_note(closed: str | None, probe: str) -> str:
+    if closed is not None:
+        return f"closes the {probe} probe's {closed}"
     return f"part of the {probe} probe"
 
 
@@ -577,11 +613,10 @@ def label_calls(calls: Iterable[Call]) -> list[CallLabel]:
     ctx = Context(tracker)
     notes: dict[int, str] = {}
     for call in tracker.calls:
-        for rule in _rules_for(call):
-            if rule.matches(ctx, call):
-                ctx.probes[call["index"]] = rule.probe
-                notes[call["index"]] = _outcome(call, rule)
-                break
+        rule = _match_rule(ctx, call)
+        if rule is not None:
+            ctx.probes[call["index"]] = rule.probe
+            notes[call["index"]] = _outcome(call, rule)
     # Follow-ups, twice: a map used only by a probe program may come before the close
     # that follows it.
     for _ in range(2):
@@ -591,8 +626,8 @@ def label_calls(calls: Iterable[Call]) -> list[CallLabel]:
             probe = _follow_probe(ctx, call)
             if probe is not None:
                 ctx.probes[call["index"]] = probe
-                notes[call["index"]] = _follow_note(ctx, call, probe)
-    timeline = _Timeline(tracker.calls, ctx.probes)
+                notes[call["index"]] = _follow_note(_closed_kind(ctx, call), probe)
+    timeline = _Timeline.of(tracker.calls, ctx.probes)
     labels = []
     for call in tracker.calls:
         index = call["index"]
@@ -617,3 +652,375 @@ def _note(call: Call) -> str:
 def probe_table(labels: Iterable[CallLabel]) -> dict[int, str]:
     """index -> probe name for the probe calls among ``labels``."""
     return {label.index: label.probe for label in labels if label.probe is not None}
+
+
+# ------------------------------------------------------------------ streaming form
+#
+# ``label_calls`` needs the whole list: a rule may ask who used a call's fd, and the
+# follow-ups look both ways. The streaming form gives the same labels in two passes,
+# holding only what is still undecided or still reachable through an open fd.
+#
+# Pass 1 (``scan_labels``) decides, for each call, the three layers of ``label_calls``:
+#   l0, the rule table's probe; l1, the first follow-up sweep; l2, the second. In the
+# sweeps a call's own references point back (to calls before it) and its users forward,
+# so at a call's turn in sweep 1 its roots carry l0 or l1 and its users only l0; in
+# sweep 2 its roots carry l0-l2 and its users l0-l1. Each layer of each call is decided
+# as soon as what it depends on is (a user that is no probe settles "no" at once, so a
+# map with a million updates holds nothing); a rule that asks for the users of an fd
+# still open waits for its close. What pass 1 keeps: the probe calls' labels and, per
+# process, the index of the last load and the first attach.
+# Pass 2 (``StreamLabels.label``) labels each call as a second pass goes by: its probe
+# if pass 1 found one, else its phase from the timeline and the fds of the moment.
+
+_UNKNOWN: Any = object()  # a layer not decided yet
+
+
+class NeedsWholeTrace(Exception):  # noqa: N818 - a signal, never shown to anyone
+    """This trace can only be labelled with all its calls in hand (indices that are not
+    increasing, or a rule asking about calls the first pass did not keep)."""
+
+
+class _Pending(Exception):  # noqa: N818
+    """A rule asked for the users of an fd that is still open."""
+
+    def __init__(self, node: _Node) -> None:
+        self.node = node
+
+
+class _Node:
+    """One call in pass 1, while its label is undecided or an fd it made can still be
+    read."""
+
+    __slots__ = ("index", "pos", "pid", "l0", "l1", "l2", "note", "closed", "roots", "used",
+                 "made", "complete", "u0", "u0_wait", "u01", "u01_wait", "told0", "told01",
+                 "waiters", "record", "refs", "user_nodes", "rule_waiters", "awaiting",
+                 "loading", "attach", "final", "__weakref__")
+
+    def __init__(self, index: int, pos: int, pid: int) -> None:
+        self.index, self.pos, self.pid = index, pos, pid
+        self.l0 = self.l1 = self.l2 = _UNKNOWN
+        self.note = ""  # the rule's note (l0)
+        self.closed: str | None = None  # for a close(): what it closes (follow-up note)
+        self.roots: tuple[_Node, ...] = ()  # the makers of the objects it reads
+        self.used: tuple[_Node, ...] = ()  # the makers of the fds it reads (no close())
+        self.made = False  # it made an fd ...
+        self.complete = False  # ... and that fd is closed (or the trace ended)
+        # Its users' l0 and l0-l1: the values known, and how many are not yet.
+        self.u0: set[str | None] = set()
+        self.u0_wait = 0
+        self.u01: set[str | None] = set()
+        self.u01_wait = 0
+        self.told0 = self.told01 = False  # its own l0, l0-l1 passed on to ``used``
+        self.waiters: set[_Node] | None = None  # calls whose roots wait on this one
+        # Kept only while a rule may need them:
+        self.record: Call | None = None
+        self.refs: list[tuple[str, FdLife]] | None = None
+        self.user_nodes: list[_Node] | None = None  # users, when a rule may ask for them
+        self.rule_waiters: set[_Node] | None = None  # rules waiting for this fd's close
+        self.awaiting: _Node | None = None  # the fd this call's rules wait for
+        self.loading = self.attach = False
+        self.final = False
+
+
+def _l01(node: _Node) -> Any:
+    return node.l1 if node.l0 is None else node.l0
+
+
+def _l012(node: _Node) -> Any:
+    value = _l01(node)
+    return node.l2 if value is None else value
+
+
+def _sole_probe_so_far(values: list[Any]) -> Any:
+    """``_sole_probe`` of values some of which are not known yet: _UNKNOWN unless the
+    known ones already say no."""
+    known = [v for v in values if v is not _UNKNOWN]
+    if len(known) == len(values):
+        return _sole_probe(known)
+    if None in known or len(set(known)) > 1:
+        return None
+    return _UNKNOWN
+
+
+class _StreamRules:
+    """``Context`` for the rules in pass 1: the users of a kept call's fd, once closed,
+    and the makers of the fds a kept call read."""
+
+    def __init__(self, scan: _FirstPass) -> None:
+        self.scan = scan
+
+    def _node(self, call: Call) -> _Node:
+        node = self.scan.kept.get(call.get("index"))  # type: ignore[arg-type]
+        if node is None or node.record is not call:
+            raise NeedsWholeTrace("a rule asked about a call pass 1 did not keep")
+        return node
+
+    def users(self, call: Call) -> list[Call]:
+        node = self._node(call)
+        if not node.made:
+            return []
+        if node.user_nodes is None:
+            if node is not self.scan.creating:
+                raise NeedsWholeTrace("a rule asked for users pass 1 did not keep")
+            node.user_nodes = []  # asked at its own call: keep its users from now on
+        if not node.complete:
+            raise _Pending(node)
+        return [user.record for user in node.user_nodes]  # type: ignore[misc]
+
+    def creator(self, call: Call, what: str) -> Call | None:
+        for name, life in self._node(call).refs or ():
+            if name == what:
+                return life.root.call
+        return None
+
+
+class StreamLabels:
+    """What pass 1 found: the probe calls and the timeline. ``label`` labels each call
+    as pass 2 reaches it (``ctx`` over an ``FdCursor`` advanced to that call)."""
+
+    def __init__(self, probes: dict[int, tuple[str, str]], timeline: _Timeline,
+                 count: int) -> None:
+        self.probes = probes  # index -> (probe, note)
+        self.timeline = timeline
+        self.count = count  # call records pass 1 read
+
+    def label(self, call: Call, ctx: Context) -> CallLabel:
+        index = call["index"]
+        probe = self.probes.get(index)
+        if probe is not None:
+            return CallLabel(index, "probe", probe[0], probe[1])
+        return CallLabel(index, _phase(call, ctx, self.timeline), None, _note(call))
+
+
+class _FirstPass:
+    def __init__(self) -> None:
+        import weakref
+
+        self.table = FdTable()
+        self.count = 0
+        self.last_index: int | None = None
+        self.probes: dict[int, tuple[str, str]] = {}
+        self.last_load: dict[int, tuple[int, int]] = {}  # pid -> (position, index)
+        self.first_attach: dict[int, tuple[int, int]] = {}
+        # Calls whose records rules may still read, by index (each kept alive by whoever
+        # may ask: a call whose rules wait, the fd of the call that used it).
+        self.kept: weakref.WeakValueDictionary[int, _Node] = weakref.WeakValueDictionary()
+        self.waiting: set[_Node] = set()  # calls whose rules wait for a close
+        self.undecided = 0
+        self.work: list[_Node] = []
+        self.creating: _Node | None = None
+        self.rules = _StreamRules(self)
+
+    def add(self, call: Call) -> None:
+        index = call.get("index")
+        if not isinstance(index, int) or (self.last_index is not None
+                                          and index <= self.last_index):
+            raise NeedsWholeTrace("call indices that do not increase")
+        self.last_index = index
+        step = self.table.step(call, index)
+        node = _Node(index, self.count, _pid(call))
+        self.count += 1
+        self.undecided += 1
+        if step.created is not None:
+            step.created.data = node
+            node.made = True
+        refs = step.refs
+        node.roots = tuple(dict.fromkeys(life.root.data for _, life in refs))
+        is_close = call.get("syscall") == "close"
+        if not is_close:
+            node.used = tuple(dict.fromkeys(life.data for _, life in refs))
+        node.loading = command(call) in _LOADING_COMMANDS
+        node.attach = _attach_call(call)
+        node.record, node.refs = call, refs
+        self.kept[index] = node
+        if _rules_for(call):
+            self.creating = node
+            try:
+                self._rules(node)
+            finally:
+                self.creating = None
+        else:
+            node.l0 = None
+        if is_close:
+            node.closed = _closed_kind(self.rules, call)
+        # Register with the makers of the fds it reads (the list form's users).
+        kept = node.l0 is _UNKNOWN
+        if not is_close:
+            for _, life in refs:
+                maker = life.data
+                if maker.user_nodes is not None:
+                    maker.user_nodes.append(node)
+                    kept = True
+        if not kept:
+            node.record = node.refs = None
+            del self.kept[index]
+        v0, v01 = node.l0, _l01(node)
+        node.told0, node.told01 = v0 is not _UNKNOWN, v01 is not _UNKNOWN
+        for maker in node.used:
+            if maker.final:
+                continue
+            if v0 is _UNKNOWN:
+                maker.u0_wait += 1
+            else:
+                maker.u0.add(v0)
+            if v01 is _UNKNOWN:
+                maker.u01_wait += 1
+            else:
+                maker.u01.add(v01)
+            self.work.append(maker)
+        if node.told01:
+            node.used = ()
+        if step.ended is not None:
+            self._complete(step.ended.data)
+        self.work.append(node)
+        self._run()
+
+    def finish(self) -> StreamLabels:
+        for life in self.table.open.values():
+            self._complete(life.data)
+        self._run()
+        if self.undecided or self.waiting:
+            raise NeedsWholeTrace(f"{self.undecided} calls left undecided")
+        timeline = _Timeline({pid: i for pid, (_, i) in self.last_load.items()},
+                             {pid: i for pid, (_, i) in self.first_attach.items()})
+        return StreamLabels(self.probes, timeline, self.count)
+
+    # -- the layers
+
+    def _complete(self, maker: _Node) -> None:
+        maker.complete = True
+        self.work.append(maker)
+        if maker.rule_waiters:
+            self.work.extend(maker.rule_waiters)
+            maker.rule_waiters = None
+
+    def _rules(self, node: _Node) -> bool:
+        """l0, unless a rule has to wait for an fd's close."""
+        try:
+            rule = _match_rule(self.rules, node.record)  # type: ignore[arg-type]
+        except _Pending as pending:
+            awaited = pending.node
+            if node.awaiting is not awaited:
+                if awaited.rule_waiters is None:
+                    awaited.rule_waiters = set()
+                awaited.rule_waiters.add(node)
+                node.awaiting = awaited
+            if node.made and node.user_nodes is None:
+                node.user_nodes = []  # its own users may be asked for next time
+            self.waiting.add(node)
+            return False
+        node.l0 = rule.probe if rule is not None else None
+        if rule is not None:
+            node.note = _outcome(node.record, rule)  # type: ignore[arg-type]
+        node.awaiting = None
+        self.waiting.discard(node)
+        return True
+
+    def _follow(self, node: _Node, value: Callable[[_Node], Any], users: set[str | None],
+                users_waiting: int) -> Any:
+        """A follow-up layer (``_follow_probe``): by its roots' values, else its users'."""
+        if node.roots:
+            values = [value(root) for root in node.roots]
+            probe = _sole_probe_so_far(values)
+            if probe is _UNKNOWN:
+                for root, v in zip(node.roots, values, strict=True):
+                    if v is _UNKNOWN:
+                        if root.waiters is None:
+                            root.waiters = set()
+                        root.waiters.add(node)
+                return _UNKNOWN
+            if probe is not None:
+                return probe
+        if not node.made or None in users or len(users) > 1:
+            return None
+        if users_waiting or not node.complete:
+            return _UNKNOWN
+        return _sole_probe(users)
+
+    def _advance(self, node: _Node) -> None:
+        if node.final:
+            return
+        before01, before012 = _l01(node), _l012(node)
+        if node.l0 is _UNKNOWN:
+            if node.awaiting is not None and not node.awaiting.complete:
+                return
+            if not self._rules(node):
+                return
+        if node.l0 is None:
+            if node.l1 is _UNKNOWN:
+                node.l1 = self._follow(node, _l01, node.u0, node.u0_wait)
+            if node.l1 is None and node.l2 is _UNKNOWN:
+                node.l2 = self._follow(node, _l012, node.u01, node.u01_wait)
+        if not node.told0 and node.l0 is not _UNKNOWN:
+            node.told0 = True
+            for maker in node.used:
+                if not maker.final:
+                    maker.u0_wait -= 1
+                    maker.u0.add(node.l0)
+                    self.work.append(maker)
+        v01 = _l01(node)
+        if not node.told01 and v01 is not _UNKNOWN:
+            node.told01 = True
+            for maker in node.used:
+                if not maker.final:
+                    maker.u01_wait -= 1
+                    maker.u01.add(v01)
+                    self.work.append(maker)
+            node.used = ()
+        v012 = _l012(node)
+        if node.waiters and (v01 is not before01 or v012 is not before012):
+            self.work.extend(node.waiters)
+            node.waiters = None
+        if v012 is not _UNKNOWN:
+            self._decided(node, v012)
+
+    def _decided(self, node: _Node, probe: str | None) -> None:
+        node.final = True
+        self.undecided -= 1
+        if probe is not None:
+            note = node.note if node.l0 is not None else _follow_note(node.closed, probe)
+            self.probes[node.index] = (probe, note)
+        else:
+            where = (node.pos, node.index)
+            if node.loading:
+                self.last_load[node.pid] = max(self.last_load.get(node.pid, where), where)
+            if node.attach:
+                self.first_attach[node.pid] = min(self.first_attach.get(node.pid, where),
+                                                  where)
+        node.roots = ()
+        node.u0 = node.u01 = set()
+
+    def _run(self) -> None:
+        work = self.work
+        while work:
+            self._advance(work.pop())
+
+
+def scan_labels(calls: Iterable[Call]) -> StreamLabels:
+    """Pass 1 of the streaming form over call records (as ``read_trace(...).calls()``
+    gives them, well-formed). Raises ``NeedsWholeTrace`` when only ``label_calls`` can
+    label them."""
+    scan = _FirstPass()
+    for call in calls:
+        if isinstance(call, dict) and call.get("type", "call") == "call":
+            scan.add(call)
+    return scan.finish()
+
+
+def label_calls_streaming(open_calls: Callable[[], Iterable[Call]]) -> Iterator[CallLabel]:
+    """``label_calls`` in two passes: ``open_calls()`` is called twice and must give the
+    same records each time (a trace file read twice). Falls back to ``label_calls`` when
+    the trace needs it."""
+    from itertools import islice
+
+    try:
+        labels = scan_labels(open_calls())
+    except NeedsWholeTrace:
+        yield from label_calls(open_calls())
+        return
+    cursor = FdCursor()
+    ctx = Context(cursor)
+    calls = (c for c in open_calls() if isinstance(c, dict) and c.get("type", "call") == "call")
+    for call in islice(calls, labels.count):
+        cursor.advance(call, call["index"])
+        yield labels.label(call, ctx)
