@@ -151,40 +151,64 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def decode_context(header: dict[str, Any]) -> dict[str, Any]:
+    """Tracepoint and PMU names, from this machine when the trace was recorded on it."""
+    same_machine = header.get("kernel") == os.uname().release
+    return {"tracepoint_name": _tracepoint_names() if same_machine else None,
+            "pmu_name": _pmu_names() if same_machine else None}
+
+
 def _explain(trace: Any, args: argparse.Namespace) -> None:
-    from bpfreplay.decode.call import TraceContext, explain_call
+    """Two passes over the file: ``trace`` (already open) for the labels, a second
+    reader for the decoding (``ExplainStream``)."""
+    from bpfreplay.decode.call import ExplainStream
+    from bpfreplay.trace import read_trace
+
+    readers = [trace]
+
+    def open_calls() -> Iterator[dict[str, Any]]:
+        if readers:
+            yield from calls_only(readers.pop().records())
+            return
+        with read_trace(args.trace) as again:
+            yield from calls_only(again.records())
+
+    stream = ExplainStream(open_calls, sections=args.verbose and not args.json,
+                           **decode_context(trace.header))
+    write_explained(stream, trace.header, args, sys.stdout)
+    if stream.malformed:
+        print(f"bpfreplay: {stream.malformed} call record(s) malformed (shown as such)",
+              file=sys.stderr)
+    if args.extract:
+        print(f"bpfreplay: payloads written to {args.extract}", file=sys.stderr)
+
+
+def write_explained(explained_calls: Iterable[Any], header: dict[str, Any],
+                    args: argparse.Namespace, out: TextIO) -> Summary:
+    """The output of ``explain`` for these explained calls (as ``ExplainStream`` or
+    ``explain_calls`` give them): text or JSON lines, the summary, payloads extracted."""
     from bpfreplay.explain_output import Printer
 
-    records = list(trace.records())
-    calls = [r for r in records if r.get("type") == "call"]
-    same_machine = trace.header.get("kernel") == os.uname().release
-    ctx = TraceContext(calls, tracepoint_name=_tracepoint_names() if same_machine else None,
-                       pmu_name=_pmu_names() if same_machine else None)
-    printer = None if args.json else Printer(sys.stdout, verbose=args.verbose)
+    printer = None if args.json else Printer(out, verbose=args.verbose)
     if printer is not None:
-        printer.header(trace.header, args.trace)
+        printer.header(header, args.trace)
     stats = Summary()
-    for record in ctx.records:
-        explained = explain_call(record, ctx)
+    for explained in explained_calls:
         stats.add(explained)
         if not _selected(explained, args):
             continue
         if args.extract:
             extract(explained, args.extract)
         if args.json:
-            sys.stdout.write(json.dumps(call_to_json(record, explained), separators=(",", ":"),
-                                        default=str))
-            sys.stdout.write("\n")
+            out.write(json.dumps(call_to_json(explained.record, explained),
+                                 separators=(",", ":"), default=str))
+            out.write("\n")
         else:
             assert printer is not None
             printer.call(explained)
     if printer is not None and not args.no_summary:
         printer.summary(stats)
-    if ctx.malformed:
-        print(f"bpfreplay: {len(ctx.malformed)} call record(s) malformed (shown as such)",
-              file=sys.stderr)
-    if args.extract:
-        print(f"bpfreplay: payloads written to {args.extract}", file=sys.stderr)
+    return stats
 
 
 class Summary:

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import errno as errno_module
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from bpfreplay.decode.attr_fields import DecodedAttr, FieldValue, c_string
-from bpfreplay.decode.fds import FdLife, FdTracker
-from bpfreplay.decode.probes import CallLabel, label_calls
+from bpfreplay.decode.fds import FdCursor, FdLife, FdTracker
+from bpfreplay.decode.probes import CallLabel, StreamLabels, label_calls
+from bpfreplay.decode.probes import Context as ProbeContext
 from bpfreplay.errors import DecodeError
 from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name
 
@@ -48,14 +50,84 @@ class ExplainedCall:
         return self.record.get("ret") == -1 and bool(self.record.get("errno"))
 
 
-class TraceContext:
-    """What explaining one call needs to know about the others."""
+def _cache_of(life: FdLife) -> dict[str, Any]:
+    """What the decoder worked out about the object behind ``life`` (its name, its
+    parsed BTF): kept on the fd's life, so it goes when the object can no longer be
+    named."""
+    root = life.root
+    if root.data is None:
+        root.data = {}
+    return root.data
+
+
+def _parse_btf(creator: Call) -> Any:
+    from bpfreplay.decode.btf import parse_btf
+
+    blob = (creator.get("in") or {}).get("btf")
+    try:
+        return parse_btf(blob) if blob else None
+    except DecodeError:
+        return None
+
+
+class _DecodeContext:
+    """What explaining one call needs to know about the others: the fds (``tracker``:
+    an ``FdTracker`` over the whole list, or an ``FdCursor`` at the call), the label,
+    the names of tracepoints and PMUs."""
+
+    tracker: FdTracker | FdCursor
+
+    def __init__(self, *, tracepoint_name: Callable[[int], str | None] | None = None,
+                 pmu_name: Callable[[int], str | None] | None = None) -> None:
+        self.tracepoint_name = tracepoint_name
+        self.pmu_name = pmu_name
+
+    def label_of(self, record: Call) -> CallLabel | None:
+        raise NotImplementedError
+
+    def problem_of(self, record: Call) -> str | None:
+        """What is wrong with the shape of a record (None: nothing)."""
+        raise NotImplementedError
+
+    def object_of(self, life: FdLife | None) -> str | None:
+        """``map minimal_.bss``, ``prog handle_tp``, ``btf``, ``perf_event ...``."""
+        if life is None:
+            return None
+        cache = _cache_of(life)
+        if "name" not in cache:
+            creator = self.tracker.creator(life)
+            cache["name"] = describe_object(creator, self) if creator is not None else None
+        return cache["name"]
+
+    def btf_of(self, life: FdLife | None) -> Any:
+        """The parsed BTF of the BTF_LOAD that made ``life``'s object, or None."""
+        creator = self.tracker.creator(life)
+        if life is None or creator is None:
+            return None
+        cache = _cache_of(life)
+        if "btf" not in cache:
+            cache["btf"] = _parse_btf(creator)
+        return cache["btf"]
+
+    def btf(self, creator: Call | None) -> Any:
+        """The parsed BTF a BTF_LOAD call loaded, or None (parsed once per fd made)."""
+        if creator is None:
+            return None
+        life = self.tracker.created_by(creator.get("index", -1))
+        if life is not None and self.tracker.creator(life) is creator:
+            return self.btf_of(life)
+        return _parse_btf(creator)
+
+
+class TraceContext(_DecodeContext):
+    """The whole list of calls in memory: the labels and fds of all of them."""
 
     def __init__(self, calls: Iterable[Call], *,
                  tracepoint_name: Callable[[int], str | None] | None = None,
                  pmu_name: Callable[[int], str | None] | None = None):
         from bpfreplay.trace.schema import call_record_problem
 
+        super().__init__(tracepoint_name=tracepoint_name, pmu_name=pmu_name)
         self.records = [c for c in calls if isinstance(c, dict)]
         self.malformed: dict[int, str] = {}  # id(record) -> what is wrong with it
         self.calls = []
@@ -67,37 +139,109 @@ class TraceContext:
                 self.malformed[id(c)] = problem
         self.tracker = FdTracker(self.calls)
         self.labels = {label.index: label for label in label_calls(self.tracker.calls)}
-        self.tracepoint_name = tracepoint_name
-        self.pmu_name = pmu_name
-        self._btf: dict[int, Any] = {}
 
-    def object_of(self, life: FdLife | None) -> str | None:
-        """``map minimal_.bss``, ``prog handle_tp``, ``btf``, ``perf_event ...``."""
-        creator = self.tracker.creator(life)
-        return describe_object(creator, self) if creator is not None else None
+    def label_of(self, record: Call) -> CallLabel | None:
+        index = record.get("index", -1)
+        return self.labels.get(index if isinstance(index, int) else -1)
 
-    def btf(self, creator: Call | None) -> Any:
-        """The parsed BTF a BTF_LOAD call loaded (cached), or None."""
-        if creator is None:
-            return None
-        index = creator.get("index", -1)
-        if index not in self._btf:
-            from bpfreplay.decode.btf import parse_btf
-
-            blob = (creator.get("in") or {}).get("btf")
-            try:
-                self._btf[index] = parse_btf(blob) if blob else None
-            except DecodeError:
-                self._btf[index] = None
-        return self._btf[index]
+    def problem_of(self, record: Call) -> str | None:
+        return self.malformed.get(id(record))
 
 
-def explain_calls(calls: Iterable[Call], **context: Any) -> list[ExplainedCall]:
+def explain_calls(calls: Iterable[Call], *, sections: bool = True,
+                  **context: Any) -> list[ExplainedCall]:
+    """Every call explained, with the whole list in memory (``ExplainStream`` gives the
+    same in the memory of the open fds)."""
     ctx = TraceContext(calls, **context)
-    return [explain_call(c, ctx) for c in ctx.records]
+    return [explain_call(c, ctx, sections=sections) for c in ctx.records]
 
 
-def describe_object(creator: Call, ctx: TraceContext | None = None) -> str:
+class _StreamContext(_DecodeContext):
+    """Pass 2 of ``ExplainStream``: the fds and the label of the call it is at."""
+
+    def __init__(self, labels: StreamLabels, problems: dict[int, str], **context: Any):
+        super().__init__(**context)
+        self.labels = labels
+        self.problems = problems
+        self.tracker = FdCursor()
+        self.fds = ProbeContext(self.tracker)  # what phases ask: the fds of the moment
+        self._label: CallLabel | None = None
+        self._problem: str | None = None
+
+    def at(self, position: int, record: Call) -> None:
+        self._problem = self.problems.get(position)
+        self._label = None
+        if self._problem is None:
+            self.tracker.advance(record, record["index"])
+            self._label = self.labels.label(record, self.fds)
+
+    def label_of(self, record: Call) -> CallLabel | None:
+        return self._label
+
+    def problem_of(self, record: Call) -> str | None:
+        return self._problem
+
+
+class ExplainStream:
+    """``explain_calls`` as a stream: two passes over the call records
+    (``open_calls()`` is called twice and must give the same records: a trace file read
+    twice). The first labels (``probes.scan_labels``), the second decodes each call with
+    the fds open at that moment. Memory: the open fds and their objects' parsed BTF, the
+    probe calls, and the calls still undecided, whatever the trace's length. Each
+    ``ExplainedCall`` is made as the iteration reaches it.
+
+    A trace the first pass cannot label alone (``NeedsWholeTrace``: call indices that do
+    not increase) is explained from a list, as ``explain_calls`` does."""
+
+    def __init__(self, open_calls: Callable[[], Iterable[Call]], *, sections: bool = True,
+                 tracepoint_name: Callable[[int], str | None] | None = None,
+                 pmu_name: Callable[[int], str | None] | None = None) -> None:
+        self.open_calls = open_calls
+        self.sections = sections
+        self.context: dict[str, Any] = {"tracepoint_name": tracepoint_name,
+                                        "pmu_name": pmu_name}
+        self.malformed = 0  # records malformed (known once the first pass has run)
+        self.whole = False  # explained from a list after all
+
+    def __iter__(self) -> Iterator[ExplainedCall]:
+        from itertools import islice
+
+        from bpfreplay.decode.probes import NeedsWholeTrace, scan_labels
+        from bpfreplay.trace.schema import call_record_problem
+
+        problems: dict[int, str] = {}
+        count = 0
+
+        def well_formed() -> Iterator[Call]:
+            nonlocal count
+            for position, record in enumerate(self._records()):
+                count = position + 1
+                problem = call_record_problem(record)
+                if problem is None:
+                    yield record
+                else:
+                    problems[position] = problem
+
+        try:
+            labels = scan_labels(well_formed())
+        except NeedsWholeTrace:
+            self.whole = True
+            ctx = TraceContext(self.open_calls(), **self.context)
+            self.malformed = len(ctx.malformed)
+            for record in ctx.records:
+                yield explain_call(record, ctx, sections=self.sections)
+            return
+        self.malformed = len(problems)
+        stream = _StreamContext(labels, problems, **self.context)
+        for position, record in enumerate(islice(self._records(), count)):
+            stream.at(position, record)
+            yield explain_call(record, stream, sections=self.sections)
+
+    def _records(self) -> Iterator[Call]:
+        return (c for c in self.open_calls() if isinstance(c, dict))
+
+
+def describe_object(creator: Call, ctx: _DecodeContext | None = None) -> str:
     syscall = creator.get("syscall")
     if syscall == "perf_event_open":
         text = "perf_event"
@@ -132,17 +276,19 @@ def describe_object(creator: Call, ctx: TraceContext | None = None) -> str:
 # ------------------------------------------------------------------ one call
 
 
-def explain_call(record: Call, ctx: TraceContext) -> ExplainedCall:
+def explain_call(record: Call, ctx: _DecodeContext, *, sections: bool = True) -> ExplainedCall:
+    """One call explained; ``sections=False`` leaves out the -v sections (instructions,
+    BTF, logs, keys and values), which only -v prints."""
     index = record.get("index", -1)
     index = index if isinstance(index, int) else -1
-    problem = ctx.malformed.get(id(record))
+    problem = ctx.problem_of(record)
     if problem is not None:
         return ExplainedCall(index, record, None, f"<malformed record: {problem}>")
-    explained = ExplainedCall(index, record, ctx.labels.get(index), "")
+    explained = ExplainedCall(index, record, ctx.label_of(record), "")
     syscall = record.get("syscall")
     try:
         if syscall == "bpf":
-            _explain_bpf(explained, ctx)
+            _explain_bpf(explained, ctx, sections)
         elif syscall == "perf_event_open":
             _explain_perf_event_open(explained, ctx)
         else:
@@ -152,7 +298,7 @@ def explain_call(record: Call, ctx: TraceContext) -> ExplainedCall:
     return explained
 
 
-def _ret_text(record: Call, ctx: TraceContext) -> str:
+def _ret_text(record: Call, ctx: _DecodeContext) -> str:
     ret = record.get("ret")
     err = record.get("errno")
     if ret is None:
@@ -166,7 +312,7 @@ def _ret_text(record: Call, ctx: TraceContext) -> str:
     return str(ret)
 
 
-def _fd_text(value: int | str, what: str, explained: ExplainedCall, ctx: TraceContext) -> str:
+def _fd_text(value: int | str, what: str, explained: ExplainedCall, ctx: _DecodeContext) -> str:
     """``4<map minimal_.bss>`` when the trace saw the fd made, else the value as is."""
     life = ctx.tracker.reference(explained.index, what)
     if life is None:
@@ -176,8 +322,8 @@ def _fd_text(value: int | str, what: str, explained: ExplainedCall, ctx: TraceCo
     return f"{value}<{name}>"
 
 
-def _explain_bpf(explained: ExplainedCall, ctx: TraceContext) -> None:
-    from bpfreplay.decode.attrs import decode_bpf_attr, decode_common_attr
+def _explain_bpf(explained: ExplainedCall, ctx: _DecodeContext, sections: bool) -> None:
+    from bpfreplay.decode.attrs import decode_common_attr
 
     record = explained.record
     cmd = record.get("cmd", 0)
@@ -189,7 +335,7 @@ def _explain_bpf(explained: ExplainedCall, ctx: TraceContext) -> None:
         explained.line = (f"bpf({name}, <unreadable: {record.get('attr_fault', '?')}>, "
                           f"{size}) = {_ret_text(record, ctx)}")
         return
-    decoded = decode_bpf_attr(cmd, record["attr"])
+    decoded = _decode_attr(cmd, record["attr"])
     shown: list[str] = []
     for f in decoded.fields:
         text = _field_text(f, explained, ctx, inputs, outputs, name)
@@ -204,14 +350,33 @@ def _explain_bpf(explained: ExplainedCall, ctx: TraceContext) -> None:
         common = f", {_format_fields(common_attr)}, {len(record['common'])}"
     explained.line = (f"bpf({name}{' | BPF_COMMON_ATTRS' if cmd & BPF_COMMON_ATTRS else ''}, "
                       f"{{{', '.join(shown)}}}, {size}{common}) = {_ret_text(record, ctx)}")
+    if not sections:
+        return
     if "attr_out" in record:
-        after = decode_bpf_attr(cmd, record["attr_out"], at_exit=True)
+        after = _decode_attr(cmd, record["attr_out"], at_exit=True)
         before = {f.name: f.text for f in decoded.fields}
         changed = [f"{f.name}: {before.get(f.name)} -> {f.text}" for f in after.fields
                    if before.get(f.name) != f.text]
         if changed:
             explained.sections.append(Section("written back by the kernel", changed))
     _payload_sections(explained, ctx, name, decoded, inputs, outputs)
+
+
+def _decode_attr(cmd: int, attr: bytes, *, at_exit: bool = False) -> DecodedAttr:
+    """``decode_bpf_attr``, remembered for the last few attrs: a loop of updates or
+    lookups passes the same bytes (same fd, same pointers) call after call."""
+    if type(attr) is not bytes or len(attr) > 256:
+        from bpfreplay.decode.attrs import decode_bpf_attr
+
+        return decode_bpf_attr(cmd, attr, at_exit=at_exit)
+    return _decode_attr_cached(cmd, attr, at_exit)
+
+
+@lru_cache(maxsize=256)
+def _decode_attr_cached(cmd: int, attr: bytes, at_exit: bool) -> DecodedAttr:
+    from bpfreplay.decode.attrs import decode_bpf_attr
+
+    return decode_bpf_attr(cmd, attr, at_exit=at_exit)
 
 
 def _is_empty(f: FieldValue) -> bool:
@@ -231,7 +396,7 @@ def _format_fields(decoded: DecodedAttr) -> str:
     return "{" + ", ".join(f"{f.name}={f.text}" for f in decoded.fields) + "}"
 
 
-def _field_text(f: FieldValue, explained: ExplainedCall, ctx: TraceContext,
+def _field_text(f: FieldValue, explained: ExplainedCall, ctx: _DecodeContext,
                 inputs: dict[str, bytes], outputs: dict[str, bytes], cmd: str) -> str:
     if f.role == "fd" and isinstance(f.raw, int) and f.raw:
         return _fd_text(f.text, f.name, explained, ctx)
@@ -243,7 +408,7 @@ def _field_text(f: FieldValue, explained: ExplainedCall, ctx: TraceContext,
     return _short_payload(f.name, data, explained, ctx, cmd)
 
 
-def _short_payload(name: str, data: bytes, explained: ExplainedCall, ctx: TraceContext,
+def _short_payload(name: str, data: bytes, explained: ExplainedCall, ctx: _DecodeContext,
                    cmd: str) -> str:
     if name == "insns":
         from bpfreplay.decode.insn import decode_insns, format_insn
@@ -276,7 +441,7 @@ def _short_payload(name: str, data: bytes, explained: ExplainedCall, ctx: TraceC
 # ------------------------------------------------------------------ -v sections
 
 
-def _payload_sections(explained: ExplainedCall, ctx: TraceContext, cmd: str,
+def _payload_sections(explained: ExplainedCall, ctx: _DecodeContext, cmd: str,
                       decoded: DecodedAttr, inputs: dict[str, bytes],
                       outputs: dict[str, bytes]) -> None:
     record = explained.record
@@ -311,7 +476,7 @@ def _payload_sections(explained: ExplainedCall, ctx: TraceContext, cmd: str,
         explained.sections.append(Section(other, _hexdump(data)))
 
 
-def _instructions(explained: ExplainedCall, ctx: TraceContext) -> list[str]:
+def _instructions(explained: ExplainedCall, ctx: _DecodeContext) -> list[str]:
     from bpfreplay.decode.insn import Resolver, before_load_imm64_text, disassemble
 
     record = explained.record
@@ -330,7 +495,7 @@ def _instructions(explained: ExplainedCall, ctx: TraceContext) -> list[str]:
         lines = disassemble(data, resolver=Resolver(imm64_text=imm64))
     except DecodeError as e:
         return [f"<{e}>"]
-    btf = ctx.btf(ctx.tracker.creator(ctx.tracker.reference(explained.index, "prog_btf_fd")))
+    btf = ctx.btf_of(ctx.tracker.reference(explained.index, "prog_btf_fd"))
     if btf is not None:
         from bpfreplay.decode.lineinfo import annotate, program_info
 
@@ -342,19 +507,19 @@ def _instructions(explained: ExplainedCall, ctx: TraceContext) -> list[str]:
     return lines
 
 
-def _map_data(explained: ExplainedCall, ctx: TraceContext, key: str, data: bytes) -> list[str]:
+def _map_data(explained: ExplainedCall, ctx: _DecodeContext, key: str, data: bytes) -> list[str]:
     """A key or value through the BTF its map was created with, else hex."""
     from bpfreplay.decode.btf_value import format_btf_value
     from bpfreplay.decode.fds import attr_field
 
     lines = _hexdump(data)
-    creator = ctx.tracker.creator(ctx.tracker.reference(explained.index, "map_fd"))
+    map_life = ctx.tracker.reference(explained.index, "map_fd")
+    creator = ctx.tracker.creator(map_life)
     if creator is None:
         return lines
     type_field = "btf_key_type_id" if "key" in key or "batch" in key else "btf_value_type_id"
     type_id = attr_field(creator, type_field)
-    btf_life = ctx.tracker.reference(creator.get("index", -1), "btf_fd")
-    btf = ctx.btf(ctx.tracker.creator(btf_life))
+    btf = ctx.btf_of(ctx.tracker.creator_reference(map_life, "btf_fd"))
     if btf is None or not type_id:
         return lines
     try:
@@ -380,7 +545,7 @@ def _hexdump(data: bytes, width: int = 16) -> list[str]:
 # ------------------------------------------------------------ other syscalls
 
 
-def _explain_perf_event_open(explained: ExplainedCall, ctx: TraceContext) -> None:
+def _explain_perf_event_open(explained: ExplainedCall, ctx: _DecodeContext) -> None:
     from bpfreplay.decode.perf import decode_perf_event_attr, perf_open_flags
 
     record = explained.record
@@ -407,7 +572,7 @@ def _explain_perf_event_open(explained: ExplainedCall, ctx: TraceContext) -> Non
                       f"{_ret_text(record, ctx)}")
 
 
-def _explain_other(explained: ExplainedCall, ctx: TraceContext) -> None:
+def _explain_other(explained: ExplainedCall, ctx: _DecodeContext) -> None:
     record = explained.record
     syscall = record.get("syscall")
     args = record.get("args", [0] * 6)
