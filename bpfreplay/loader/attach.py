@@ -83,14 +83,21 @@ def _attach_tracepoint(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
     if not name:
         raise LoaderError(f"prog '{prog.spec.name}': invalid section '{section}', expected "
                           "tp/<category>/<name>")
-    tp_id = tracepoint_id(category, name)
     attr = bytearray(PERF_ATTR_SIZE)
-    struct.pack_into("<IIQ", attr, 0, PERF_TYPE_TRACEPOINT, PERF_ATTR_SIZE, tp_id)
+    struct.pack_into("<IIQ", attr, 0, PERF_TYPE_TRACEPOINT, PERF_ATTR_SIZE,
+                     tracepoint_id(category, name))
+    return _attach_new_perf_event(obj, prog, attr, f"tracepoint '{target}'", target)
+
+
+def _attach_new_perf_event(obj: LoadedObject, prog: LoadedProgram, attr: bytearray,
+                           what: str, target: str) -> Link:
+    """perf_event_open(attr, pid -1, cpu 0, no group, CLOEXEC) as libbpf opens tracepoint
+    and probe events, then the program attached to it; the event is closed on failure."""
     try:
         pfd = bsys.perf_event_open(attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
     except OSError as e:
-        raise LoaderError(f"prog '{prog.spec.name}': perf_event_open() of tracepoint "
-                          f"'{target}' failed: {e.strerror}") from e
+        raise LoaderError(f"prog '{prog.spec.name}': perf_event_open() of {what} failed: "
+                          f"{e.strerror}") from e
     try:
         return _attach_perf_event(obj, prog, pfd, target)
     except BaseException:
@@ -187,16 +194,7 @@ def _attach_uprobe(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
     struct.pack_into("<QQ", attr, 56, keep.cstring_at(found.path), found.offset)
     kind = "uretprobe" if found.retprobe else "uprobe"
     text = f"{found.path}:{found.offset:#x}"
-    try:
-        pfd = bsys.perf_event_open(attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)
-    except OSError as e:
-        raise LoaderError(f"{where}: failed to create {kind} '{text}' perf event: "
-                          f"{e.strerror}") from e
-    try:
-        return _attach_perf_event(obj, prog, pfd, f"{kind} {text}")
-    except BaseException:
-        _close_quietly(pfd)
-        raise
+    return _attach_new_perf_event(obj, prog, attr, f"{kind} '{text}'", f"{kind} {text}")
 
 
 def _unsupported(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
