@@ -364,3 +364,46 @@ def test_uprobes_attach_fire_and_match_libbpf(tmp_path, run_objects):
     report = compare_traces(str(reference), str(ours))
     real = [d for d in report.differences if d.path != "in.value"]  # target_pid set
     assert real == [], real[:5]
+
+
+def test_without_perf_links_the_program_is_attached_with_set_bpf(tmp_path, minimal_object):
+    """On a kernel without BPF perf links (LINK_CREATE answering EINVAL, as before 5.15),
+    libbpf attaches with PERF_EVENT_IOC_SET_BPF: so do we. The kernel here has perf links,
+    so LINK_CREATE alone is made to fail; every other call is real."""
+    require_kernel()
+    import errno
+
+    from bpfreplay import sys as bsys
+    from bpfreplay.loader.attach import attach_all
+    from bpfreplay.loader.kernel import load, open_object
+    from bpfreplay.loader.spec import load_spec, skeleton_name
+    from bpfreplay.recording.self_trace import SelfTracer
+    from bpfreplay.uapi import cmd_value
+
+    link_create = cmd_value("BPF_LINK_CREATE")
+
+    def old_kernel(number, args):
+        if number == 321 and args[0] == link_create:
+            return -1, errno.EINVAL
+        return bsys._libc_syscall(number, args)
+
+    trace = tmp_path / "old.mp"
+    with SelfTracer(str(trace)) as tracer, bsys.traced_by(tracer), \
+            bsys.override_syscall(old_kernel):
+        obj = open_object(load_spec(minimal_object, name=skeleton_name(minimal_object)))
+        try:
+            load(obj)
+            attach_all(obj)
+            assert obj.features.results["perf_link"] is False
+            link = obj.links[0]
+            assert link.kind == "perf" and link.fd == link.perf_fd
+        finally:
+            obj.close()
+    with read_trace(str(trace)) as t:
+        calls = list(t.calls())
+    ioctls = [(c["args"][1] & 0xFFFFFFFF) for c in calls if c["syscall"] == "ioctl"]
+    assert ioctls == [0x40042408, 0x2400, 0x2401]  # SET_BPF, ENABLE, then DISABLE
+    set_bpf = next(c for c in calls if c["syscall"] == "ioctl")
+    prog = next(c for c in calls if c["syscall"] == "bpf" and c.get("object", {}).get("kind")
+                == "prog" and b"handle_tp" in c["attr"])
+    assert set_bpf["args"][2] == prog["ret"]
