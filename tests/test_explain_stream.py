@@ -327,3 +327,27 @@ def test_two_sweeps_and_no_more():
     explained = list(ExplainStream(lambda: iter(calls)))
     assert explained == explain_calls(calls)
     assert "btf_fd=6<btf>" in explained[2].line  # named through the dup
+
+
+def test_a_dup_waits_for_every_user_even_of_a_settled_object():
+    """memfd 3 (no probe, settled early), dup'ed to 4. The map made with btf_fd=4 is
+    used only by a probe program, so it follows that probe; the dup would too, but
+    for the ioctl that reads fd 4 as well (after the memfd is settled)."""
+    base = _base()
+    bss_map, prog = base[29], base[26]
+    assert probes.attr_string(bss_map, "map_name") == "minimal_.bss"
+    pid = bss_map["pid"]
+
+    def call(syscall: str, *args: int, ret: int | None = 0) -> dict:
+        return {"type": "call", "syscall": syscall, "pid": pid,
+                "args": [*args, 0, 0, 0, 0, 0, 0][:6], "ret": ret}
+
+    calls = [call("memfd_create", 0, 0, ret=3), call("dup", 3, ret=4),
+             {**_set_fd(bss_map, 1, 4), "ret": 5}, {**_set_fd(prog, 2, 5), "ret": 6},
+             call("ioctl", 4, 0), call("close", 5, ret=None), call("close", 6, ret=None),
+             call("close", 4, ret=None), call("close", 3, ret=None)]
+    calls = [{**c, "index": i} for i, c in enumerate(calls)]
+    labels = label_calls(calls)
+    assert [label.probe for label in labels[:5]] == [None, None, "global_data",
+                                                     "global_data", None]
+    assert list(label_calls_streaming(lambda: iter(calls))) == labels

@@ -742,6 +742,18 @@ def _sole_probe_so_far(values: list[Any]) -> Any:
     return _UNKNOWN
 
 
+def _settled(life: FdLife, call: Call) -> bool:
+    """Reading ``life`` tells nothing more: the object behind it is settled as no probe,
+    and (unless ``call`` closes it) the fd's maker needs no more word of its users."""
+    root = life.root.data
+    if not root.final or _l012(root) is not None:
+        return False
+    if call.get("syscall") == "close":
+        return True
+    maker = life.data
+    return maker.final and maker.user_nodes is None
+
+
 class _StreamRules:
     """``Context`` for the rules in pass 1: the users of a kept call's fd, once closed,
     and the makers of the fds a kept call read."""
@@ -750,6 +762,9 @@ class _StreamRules:
         self.scan = scan
 
     def _node(self, call: Call) -> _Node:
+        creating = self.scan.creating
+        if creating is not None and call is creating.record:
+            return creating
         node = self.scan.kept.get(call.get("index"))  # type: ignore[arg-type]
         if node is None or node.record is not call:
             raise NeedsWholeTrace("a rule asked about a call pass 1 did not keep")
@@ -818,6 +833,15 @@ class _FirstPass:
             raise NeedsWholeTrace("call indices that do not increase")
         self.last_index = index
         step = self.table.step(call, index)
+        if step.created is None and not _rules_for(call) and all(
+                _settled(life, call) for _, life in step.refs):
+            # No rule, no fd made, only fds of settled non-probes read: no probe, at once.
+            self._no_probe(call, self.count, index)
+            self.count += 1
+            if step.ended is not None:
+                self._complete(step.ended.data)
+                self._run()
+            return
         node = _Node(index, self.count, _pid(call))
         self.count += 1
         self.undecided += 1
@@ -832,17 +856,16 @@ class _FirstPass:
         node.loading = command(call) in _LOADING_COMMANDS
         node.attach = _attach_call(call)
         node.record, node.refs = call, refs
-        self.kept[index] = node
-        if _rules_for(call):
-            self.creating = node
-            try:
+        self.creating = node
+        try:
+            if _rules_for(call):
                 self._rules(node)
-            finally:
-                self.creating = None
-        else:
-            node.l0 = None
-        if is_close:
-            node.closed = _closed_kind(self.rules, call)
+            else:
+                node.l0 = None
+            if is_close:
+                node.closed = _closed_kind(self.rules, call)
+        finally:
+            self.creating = None
         # Register with the makers of the fds it reads (the list form's users).
         kept = node.l0 is _UNKNOWN
         if not is_close:
@@ -851,9 +874,10 @@ class _FirstPass:
                 if maker.user_nodes is not None:
                     maker.user_nodes.append(node)
                     kept = True
-        if not kept:
+        if kept:
+            self.kept[index] = node
+        else:
             node.record = node.refs = None
-            del self.kept[index]
         v0, v01 = node.l0, _l01(node)
         node.told0, node.told01 = v0 is not _UNKNOWN, v01 is not _UNKNOWN
         for maker in node.used:
@@ -981,14 +1005,22 @@ class _FirstPass:
             note = node.note if node.l0 is not None else _follow_note(node.closed, probe)
             self.probes[node.index] = (probe, note)
         else:
-            where = (node.pos, node.index)
-            if node.loading:
-                self.last_load[node.pid] = max(self.last_load.get(node.pid, where), where)
-            if node.attach:
-                self.first_attach[node.pid] = min(self.first_attach.get(node.pid, where),
-                                                  where)
+            self._timeline(node.pid, (node.pos, node.index), node.loading, node.attach)
         node.roots = ()
         node.u0 = node.u01 = set()
+
+    def _no_probe(self, call: Call, pos: int, index: int) -> None:
+        self._timeline(_pid(call), (pos, index), command(call) in _LOADING_COMMANDS,
+                       _attach_call(call))
+
+    def _timeline(self, pid: int, where: tuple[int, int], loading: bool,
+                  attach: bool) -> None:
+        """A call that is no probe, at (position, index): the last load and the first
+        attach of its process so far."""
+        if loading:
+            self.last_load[pid] = max(self.last_load.get(pid, where), where)
+        if attach:
+            self.first_attach[pid] = min(self.first_attach.get(pid, where), where)
 
     def _run(self) -> None:
         work = self.work
