@@ -78,10 +78,15 @@ def call_to_json(record: dict[str, Any], explained: Any = None) -> dict[str, Any
     return out
 
 
+# json.dumps(obj, separators=..., default=...) makes an encoder per call: one each.
+_RAW_JSON = json.JSONEncoder(separators=(",", ":"))
+_JSON = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def write_json_lines(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
     count = 0
     for record in records:
-        stream.write(json.dumps(call_to_json(record), separators=(",", ":")))
+        stream.write(_RAW_JSON.encode(call_to_json(record)))
         stream.write("\n")
         count += 1
     return count
@@ -200,8 +205,7 @@ def write_explained(explained_calls: Iterable[Any], header: dict[str, Any],
         if args.extract:
             extract(explained, args.extract)
         if args.json:
-            out.write(json.dumps(call_to_json(explained.record, explained),
-                                 separators=(",", ":"), default=str))
+            out.write(_JSON.encode(call_to_json(explained.record, explained)))
             out.write("\n")
         else:
             assert printer is not None
