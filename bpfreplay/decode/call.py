@@ -4,8 +4,9 @@ what they point at, its payloads decoded (instructions with source lines, BTF,
 func/line info, logs, keys and values through the map's BTF), and which libbpf
 feature probe and phase it belongs to.
 
-Pure: call records in (the whole trace, since a call refers to others through fds),
-text out. Decoding trouble in one payload is shown in place, never raised.
+Pure: call records in (a call refers to others through fds: ``explain_calls`` takes
+them as a list, ``ExplainStream`` reads them twice and holds only the open fds), text
+out. Decoding trouble in one payload is shown in place, never raised.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class _StreamContext(_DecodeContext):
         self.labels = labels
         self.problems = problems
         self.tracker = FdCursor()
-        self.fds = ProbeContext(self.tracker)  # what phases ask: the fds of the moment
+        self.phase_ctx = ProbeContext(self.tracker)  # phases ask for the fds of the moment
         self._label: CallLabel | None = None
         self._problem: str | None = None
 
@@ -173,7 +174,7 @@ class _StreamContext(_DecodeContext):
         self._label = None
         if self._problem is None:
             self.tracker.advance(record, record["index"])
-            self._label = self.labels.label(record, self.fds)
+            self._label = self.labels.label(record, self.phase_ctx)
 
     def label_of(self, record: Call) -> CallLabel | None:
         return self._label

@@ -2,10 +2,11 @@
 
 A loader's calls refer to each other only through fd numbers (a PROG_LOAD names its
 BTF by ``prog_btf_fd``, a ``close()`` ends a map, an ``ld_imm64`` carries a map fd),
-and numbers are reused as soon as they are closed. ``FdTracker`` walks the calls once,
-in order, per process, and records for each fd a call mentions the ``FdLife`` it named
-at that moment: the call that created it, the calls that used it, the call that
-closed it.
+and numbers are reused as soon as they are closed. ``FdTable.step`` moves the open
+fds past one call, per process; ``FdTracker`` runs it over a whole list and records for
+each fd a call mentions the ``FdLife`` it named at that moment: the call that created
+it, the calls that used it, the call that closed it. ``FdCursor`` runs it as a pass
+over a file goes by, and answers only for the call it is at.
 
 Pure: call records in (as ``bpfreplay.trace.read_trace(...).calls()`` yields them),
 meaning out. Malformed records are skipped, never raised on.

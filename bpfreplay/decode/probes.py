@@ -667,8 +667,9 @@ def probe_table(labels: Iterable[CallLabel]) -> dict[int, str]:
 # sweep 2 its roots carry l0-l2 and its users l0-l1. Each layer of each call is decided
 # as soon as what it depends on is (a user that is no probe settles "no" at once, so a
 # map with a million updates holds nothing); a rule that asks for the users of an fd
-# still open waits for its close. What pass 1 keeps: the probe calls' labels and, per
-# process, the index of the last load and the first attach.
+# still open waits for its close, keeping that fd's users until then (only calls that
+# look like probes by content ask). What pass 1 keeps in the end: the probe calls'
+# labels and, per process, the index of the last load and the first attach.
 # Pass 2 (``StreamLabels.label``) labels each call as a second pass goes by: its probe
 # if pass 1 found one, else its phase from the timeline and the fds of the moment.
 
