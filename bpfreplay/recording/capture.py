@@ -285,6 +285,8 @@ class CallCapture:
         if "common" in record:
             self._common_log(process, record)
         if name in _RETURNS_FD and record["ret"] >= 0:
+            # The fd may have named a map closed behind our back (close_range, exec).
+            process.forget_map(record["ret"])
             facts = procfs.object_facts(process.pid, record["ret"])
             if name == "BPF_MAP_CREATE":
                 layout_fields = _map_create_fields()
@@ -384,6 +386,7 @@ class CallCapture:
     def _dup_exit(self, process: Process, record: dict[str, Any]) -> None:
         old = _s32(record["args"][0])
         if record["ret"] >= 0 and old in process.fds:
+            process.forget_map(record["ret"])
             process.fds[record["ret"]] = dict(process.fds[old])
 
     def _fcntl_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:

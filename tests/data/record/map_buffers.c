@@ -6,9 +6,12 @@
  *   4. the map closed and made again with other sizes: the same fd number and the very
  *      same attr bytes, 4 updates of 8-byte keys and 24-byte values;
  *   5. an update with the value in a page of its own, then the page unmapped and the
- *      same attr passed again (the kernel answers EFAULT).
+ *      same attr passed again (the kernel answers EFAULT);
+ *   6. the map closed with close_range() (no close() call to see) and made again with
+ *      other sizes on the same fd: 2 updates through the same attr.
  * Prints nothing; exits 0 when every call did what it should. tests/test_record_capture.py
  * knows what each call passes. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <linux/bpf.h>
 #include <stdint.h>
@@ -94,6 +97,16 @@ int main(void)
 	munmap(page, 4096);
 	if (sys_bpf(BPF_MAP_UPDATE_ELEM, &attr, 32) != -1 || errno != EFAULT)
 		return 9;
+	if (close_range(fd, fd, 0) || create(4, 16) != fd)
+		return 10;
+	attr.value = (uintptr_t)static_value;
+	for (int i = 0; i < 2; i++) {
+		static_key[0] = 400 + i;
+		static_value[0] = 7000 + i;
+		static_value[1] = 8000 + i;
+		if (sys_bpf(BPF_MAP_UPDATE_ELEM, &attr, 32))
+			return 11;
+	}
 	close(fd);
 	return 0;
 }
