@@ -197,7 +197,10 @@ def _set_fd(call: dict, what: int, fd: int) -> dict:
     ``fd``."""
     if call.get("syscall") != "bpf" or "attr" not in call:
         return call
-    fields = FD_FIELDS.get(probes.command(call) or "", ())
+    layout = attr_layout(call["cmd"])
+    fields = [name for name in FD_FIELDS.get(probes.command(call) or "", ())
+              if layout is not None and (f := layout.field(name)) is not None
+              and f.end <= len(call["attr"])]  # the fields this attr's size reaches
     insns = call.get("in", {}).get("insns", b"")
     loads = [i for i in range(0, len(insns) - 7, 8) if insns[i] == 0x18 and insns[i + 1] >> 4]
     slots = len(fields) + len(loads)
@@ -205,9 +208,7 @@ def _set_fd(call: dict, what: int, fd: int) -> dict:
         return call
     what %= slots
     if what < len(fields):
-        f = attr_layout(call["cmd"]).field(fields[what])
-        if f is None or f.end > len(call["attr"]):
-            return call
+        f = layout.field(fields[what])
         attr = bytearray(call["attr"])
         attr[f.offset:f.end] = fd.to_bytes(f.size, "little")
         return {**call, "attr": bytes(attr)}

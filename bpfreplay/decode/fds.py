@@ -21,6 +21,13 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from bpfreplay.uapi import BPF_COMMON_ATTRS, Field, attr_layout, cmd_name
+from bpfreplay.uapi.fds import (
+    FD_FIELDS,
+    LD_IMM64,
+    PERF_EVENT_IOC_SET_BPF,
+    PSEUDO_MAP_FD,
+    PSEUDO_MAP_VALUE,
+)
 
 Call = dict[str, Any]
 
@@ -31,39 +38,10 @@ FD_CREATING_COMMANDS = frozenset({
     "BPF_BTF_GET_FD_BY_ID", "BPF_LINK_GET_FD_BY_ID", "BPF_ITER_CREATE", "BPF_TOKEN_CREATE",
 })
 
-# attr fields that hold an fd, per command. fd 0 in these fields means "none" for every
-# loader we know (libbpf moves its fds off 0-2), so 0 is not followed.
-FD_FIELDS: dict[str, tuple[str, ...]] = {
-    "BPF_MAP_CREATE": ("inner_map_fd", "btf_fd"),
-    "BPF_PROG_LOAD": ("prog_btf_fd", "attach_prog_fd"),
-    "BPF_MAP_LOOKUP_ELEM": ("map_fd",),
-    "BPF_MAP_UPDATE_ELEM": ("map_fd",),
-    "BPF_MAP_DELETE_ELEM": ("map_fd",),
-    "BPF_MAP_GET_NEXT_KEY": ("map_fd",),
-    "BPF_MAP_LOOKUP_AND_DELETE_ELEM": ("map_fd",),
-    "BPF_MAP_FREEZE": ("map_fd",),
-    "BPF_MAP_LOOKUP_BATCH": ("map_fd",),
-    "BPF_MAP_LOOKUP_AND_DELETE_BATCH": ("map_fd",),
-    "BPF_MAP_UPDATE_BATCH": ("map_fd",),
-    "BPF_MAP_DELETE_BATCH": ("map_fd",),
-    "BPF_OBJ_PIN": ("bpf_fd",),
-    "BPF_PROG_ATTACH": ("target_fd", "attach_bpf_fd", "replace_bpf_fd"),
-    "BPF_PROG_DETACH": ("target_fd", "attach_bpf_fd"),
-    "BPF_PROG_TEST_RUN": ("prog_fd",),
-    "BPF_OBJ_GET_INFO_BY_FD": ("bpf_fd",),
-    "BPF_PROG_QUERY": ("target_fd",),
-    "BPF_RAW_TRACEPOINT_OPEN": ("prog_fd",),
-    "BPF_LINK_CREATE": ("prog_fd", "target_fd"),
-    "BPF_LINK_UPDATE": ("link_fd", "new_prog_fd", "old_prog_fd"),
-    "BPF_LINK_DETACH": ("link_fd",),
-    "BPF_ITER_CREATE": ("link_fd",),
-    "BPF_PROG_BIND_MAP": ("prog_fd", "map_fd"),
-}
-
+# attr fields that hold an fd, per command: bpfreplay.uapi.fds. fd 0 in these fields
+# means "none" for every loader we know (libbpf moves its fds off 0-2), so 0 is not
+# followed.
 _INSN = struct.Struct("<BBhi")
-LD_IMM64 = 0x18
-PSEUDO_MAP_FD, PSEUDO_MAP_VALUE = 1, 2
-PERF_EVENT_IOC_SET_BPF = 0x40042408
 F_DUPFD, F_DUPFD_CLOEXEC = 0, 1030
 
 
