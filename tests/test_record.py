@@ -348,3 +348,19 @@ def test_verifier_log_and_common_attrs(tmp_path):
     assert len(second["common"]) == second["args"][4]  # size_common, as passed
     assert int.from_bytes(second["common"][8:12], "little") == 128  # log_size
     assert second["in"]["insns"] == first["in"]["insns"]
+
+
+def test_recording_without_capabilities(tmp_path, minimal_binary):
+    """As root without capabilities (setpriv drops them all) the seccomp filter needs
+    no_new_privs, which the recorder then sets: the program runs, recorded, and gets
+    the kernel's EPERM for its bpf() calls, as it would unrecorded."""
+    setpriv = require_tool("setpriv")
+    out = tmp_path / "nocaps.mp"
+    result = subprocess.run([setpriv, "--bounding-set=-all", "--inh-caps=-all",
+                             "--ambient-caps=-all", *BPFREPLAY, "record", "-o", str(out),
+                             "--", str(minimal_binary), "0"], capture_output=True, text=True,
+                            timeout=120)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 1, result.stderr  # minimal's own status: it cannot load
+    calls = [c for c in trace_calls(out) if c["syscall"] == "bpf"]
+    assert calls and all(c["errno"] == 1 for c in calls)  # EPERM

@@ -407,3 +407,13 @@ def test_without_perf_links_the_program_is_attached_with_set_bpf(tmp_path, minim
     prog = next(c for c in calls if c["syscall"] == "bpf" and c.get("object", {}).get("kind")
                 == "prog" and b"handle_tp" in c["attr"])
     assert set_bpf["args"][2] == prog["ret"]
+
+
+def test_run_without_privileges_is_a_clear_error(minimal_object):
+    setpriv = require_tool("setpriv")
+    result = subprocess.run([setpriv, "--bounding-set=-all", "--inh-caps=-all",
+                             "--ambient-caps=-all", *BPFREPLAY, "run", str(minimal_object),
+                             "--duration", "0"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "Operation not permitted" in result.stderr and "bpf() allowed" in result.stderr

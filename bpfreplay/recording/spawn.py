@@ -9,6 +9,7 @@ failure travels back to the parent through a close-on-exec pipe.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import signal
 from collections.abc import Sequence
@@ -33,12 +34,21 @@ def _install_filter(program: bytes) -> None:
     prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong,
                       ctypes.c_ulong]
     prctl.restype = ctypes.c_int
-    if os.geteuid() != 0 and prctl(PR_SET_NO_NEW_PRIVS, 1, None, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
     buf = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
-    if prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) installing the seccomp filter")
+    if prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) == 0:
+        return
+    err = ctypes.get_errno()
+    if err == errno.EACCES:
+        # Without CAP_SYS_ADMIN a filter needs no_new_privs (then setuid programs run
+        # without their privileges, as under strace --seccomp-bpf as a user).
+        if prctl(PR_SET_NO_NEW_PRIVS, 1, None, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setting no_new_privs: {os.strerror(err)}")
+        if prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0) == 0:
+            return
+        err = ctypes.get_errno()
+    raise OSError(err, f"installing the seccomp filter: {os.strerror(err)}")
 
 
 def spawn_traced(path: str, argv: Sequence[str], cpu: int | None) -> tuple[int, int]:
