@@ -10,6 +10,7 @@ import re
 import select
 import signal
 import sys
+import time
 from collections.abc import Iterable
 
 TRACE_PIPES = ("/sys/kernel/debug/tracing/trace_pipe", "/sys/kernel/tracing/trace_pipe")
@@ -125,25 +126,39 @@ def start_printer(patterns: list[re.Pattern[str]]) -> int:
         pipe.close()
         return pid
     code = 0
+    finishing = []
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the loader decides when to stop
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: finishing.append(True))
         parent, me = os.getppid(), os.getpid()
         while os.getppid() == parent:
-            for line in pipe.lines(0.5):
+            last_round = bool(finishing)
+            for line in pipe.lines(0 if last_round else 0.5):
                 shown = ours(line, patterns, me)
                 if shown is not None:
                     os.write(1, (shown + "\n").encode())
+            if last_round:
+                break
     except BaseException:  # noqa: BLE001 - a forked child must never return
         code = 1
     finally:
         os._exit(code)
 
 
-def stop_printer(pid: int) -> None:
+def stop_printer(pid: int, grace: float = 1.0) -> None:
+    """Let the printer show what the pipe still holds (SIGUSR1), then make sure it is
+    gone (SIGTERM after ``grace`` seconds)."""
     if pid <= 0:
         return
     try:
+        os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+            time.sleep(0.01)
         os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
