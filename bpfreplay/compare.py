@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bpfreplay.decode.fds import FdLife, FdTable, Step
 from bpfreplay.uapi import BPF_COMMON_ATTRS, attr_layout, cmd_name, enum_values, struct_layout
 from bpfreplay.uapi.fds import (
     FD_FIELDS,
@@ -70,26 +71,50 @@ class ParityReport:
 
 
 class _Objects:
-    """fd numbers of one process, named after the objects the trace saw made."""
+    """fd numbers of one process, named after the objects the trace saw made. Which fd
+    names which object (through dup, dup2/dup3 and closes) is decode/fds.py's FdTable:
+    a duplicate names the object of its original."""
 
     def __init__(self) -> None:
-        self.by_fd: dict[int, str] = {}
+        self.table = FdTable()
+        self.labels: dict[FdLife, str] = {}
         self.counts: dict[str, int] = {}
         self.mappings: dict[int, str] = {}
         self.map_types: dict[str, int] = {}  # map label -> map type
+        self.pid = 0
+        self.step = Step([], None, None)
+
+    def advance(self, record: dict[str, Any], index: int) -> None:
+        """Move the fd table past ``record`` (before its fields are named)."""
+        pid = record.get("pid")
+        self.pid = pid if isinstance(pid, int) else 0
+        self.step = self.table.step(record, index)
+
+    def _label(self, life: FdLife) -> str | None:
+        return self.labels.get(life.root)
 
     def made(self, fd: int, kind: str, name: str = "") -> str:
+        life = self.step.created
+        if life is not None and life.original is not None:
+            label = self._label(life)
+            if label is not None:
+                return label  # a duplicate: the same object
         base = f"{kind}:{name}" if name else kind
         self.counts[base] = self.counts.get(base, 0) + 1
         label = f"{base}#{self.counts[base]}"
-        self.by_fd[fd] = label
+        if life is not None:
+            self.labels[life.root] = label
         return label
 
     def name(self, fd: int) -> int | str:
-        return self.by_fd.get(fd, fd)
+        life = self.table.open.get((self.pid, fd))
+        label = self._label(life) if life is not None else None
+        return label if label is not None else fd
 
     def closed(self, fd: int) -> int | str:
-        return self.by_fd.pop(fd, fd)
+        life = self.step.ended
+        label = self._label(life) if life is not None else None
+        return label if label is not None else fd
 
 
 def _attr_fields(cmd: int, attr: bytes, objects: _Objects) -> dict[str, Any]:
@@ -233,7 +258,8 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
     """Each call as a dict with fds named, pointers and process-specific values marked."""
     objects = _Objects()
     out: list[dict[str, Any]] = []
-    for record in calls:
+    for position, record in enumerate(calls):
+        objects.advance(record, position)
         syscall = record["syscall"]
         item: dict[str, Any] = {"syscall": syscall}
         args = record.get("args", [0] * 6)
@@ -307,8 +333,8 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
             item["args"] = {"addr": objects.mappings.pop(args[0], ADDRESS), "length": args[1]}
         else:
             item["args"] = [objects.name(_s32(a)) for a in args[:3]]
-            if ret is not None and ret >= 0 and "object" in record:
-                ret = objects.made(ret, str(record["object"].get("kind", "fd")))
+            if ret is not None and ret >= 0 and objects.step.created is not None:
+                ret = objects.made(ret, str((record.get("object") or {}).get("kind", "fd")))
         item["ret"] = ret
         item["errno"] = record.get("errno")
         out.append(item)

@@ -73,3 +73,24 @@ def test_a_missing_call_is_reported_and_the_rest_still_aligns():
     assert [(d.call, d.path, d.ours) for d in report.differences] == [
         ("bpf BPF_MAP_FREEZE", "(whole call)", None)]
     assert report.matched == len(fewer)
+
+
+def test_a_renumbered_fd_still_names_its_object():
+    """Newer libbpf moves fds with dup3 (placeholder memfds): an fd reached through a
+    duplicate names the object of its original."""
+    calls, pid = _calls(REFERENCE_TRACE)
+    create = next(c for c in calls if c["syscall"] == "bpf"
+                  and cmd_name(c["cmd"]) == "BPF_MAP_CREATE" and b"minimal_.bss" in c["attr"])
+    update = next(c for c in calls if c["syscall"] == "bpf" and c["index"] > create["index"]
+                  and cmd_name(c["cmd"]) == "BPF_MAP_UPDATE_ELEM")
+    fd = create["ret"]
+    moved = copy.deepcopy(update)
+    moved["attr"] = (fd + 40).to_bytes(4, "little") + moved["attr"][4:]
+    dup3 = {"type": "call", "syscall": "dup3", "pid": pid, "args": [fd, fd + 40, 0, 0, 0, 0],
+            "ret": fd + 40, "errno": None}
+    close = {"type": "call", "syscall": "close", "pid": pid, "args": [fd, 0, 0, 0, 0, 0],
+             "ret": None, "errno": None}
+    plain = normalise([create, update], pid)
+    renumbered = normalise([create, dup3, close, moved], pid)
+    assert renumbered[1]["ret"] == plain[0]["ret"] == "map:minimal_.bss#1"
+    assert renumbered[3] == plain[1]
