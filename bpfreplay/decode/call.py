@@ -247,6 +247,10 @@ def describe_object(creator: Call, ctx: _DecodeContext | None = None) -> str:
     if syscall == "perf_event_open":
         text = "perf_event"
         attr = creator.get("attr") or b""
+        path = (creator.get("in") or {}).get("config1")
+        if path is not None and len(attr) >= 72:
+            offset = int.from_bytes(attr[64:72], "little")
+            return f"{text} {path.decode(errors='replace')}:{offset:#x}"
         if ctx is not None and ctx.tracepoint_name and len(attr) >= 16 \
                 and int.from_bytes(attr[:4], "little") == 2:
             name = ctx.tracepoint_name(int.from_bytes(attr[8:16], "little"))
@@ -425,7 +429,8 @@ def _short_payload(name: str, data: bytes, explained: ExplainedCall, ctx: _Decod
         return c_string(data + b"\0")
     if name == "btf":
         btf = ctx.btf(explained.record)
-        count = f", {len(btf.types)} types" if btf is not None else ""
+        types = len(btf.types) if btf is not None else 0
+        count = "" if btf is None else f", {types} type{'' if types == 1 else 's'}"
         return f"<BTF {len(data)} bytes{count}>"
     if name in ("log_buf", "btf_log_buf"):
         lines = data.decode(errors="replace").count("\n")
@@ -557,15 +562,15 @@ def _explain_perf_event_open(explained: ExplainedCall, ctx: _DecodeContext) -> N
     else:
         decoded = decode_perf_event_attr(attr, tracepoint_name=ctx.tracepoint_name,
                                          pmu_name=ctx.pmu_name)
+        # kprobe/uprobe PMUs: config1 points at a path or function name, captured
+        path = (record.get("in") or {}).get("config1")
         shown = []
         for f in decoded.fields:
-            explained.fields.append((f.name, f.text))
+            text = c_string(path + b"\0") if path is not None and f.offset == 56 else f.text
+            explained.fields.append((f.name, text))
             if not _is_empty(f):
-                shown.append(f"{f.name}={f.text}")
+                shown.append(f"{f.name}={text}")
         attr_text = "{" + ", ".join(shown) + "}"
-        path = (record.get("in") or {}).get("config1")
-        if path:
-            explained.fields.append(("config1 (string)", c_string(path + b"\0")))
     group = _s32(args[3])
     group_text = _fd_text(group, "group_fd", explained, ctx) if group >= 0 else str(group)
     explained.line = (f"perf_event_open({attr_text}, pid={_s32(args[1])}, cpu={_s32(args[2])}, "
