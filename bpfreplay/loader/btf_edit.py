@@ -124,6 +124,31 @@ class BtfEditor:
         return [struct.unpack_from("<II", self._blob, base + 8 * i)
                 for i in range(self.vlen(type_id))]
 
+    def set_name_off(self, type_id: int, name_off: int) -> None:
+        self._put(type_id, 0, name_off)
+
+    def set_word(self, type_id: int, field_offset: int, value: int) -> None:
+        """A u32 of a type's record: 12 is the first word after struct btf_type."""
+        self._put(type_id, field_offset, value)
+
+    def set_string_in_place(self, offset: int, text: str) -> None:
+        """Overwrite a string of the string section with one of the same length (libbpf
+        edits names through the pointer btf__name_by_offset() returns)."""
+        raw = text.encode()
+        start = self._strings_start + offset
+        if offset + len(raw) > self._strings_len:
+            raise LoaderError(f"BTF string at {offset} cannot be edited in place")
+        self._blob[start:start + len(raw)] = raw
+
+    def add_int(self, name: str, size: int, encoding: int) -> int:
+        """Append an INT (libbpf's btf__add_int); returns its id."""
+        name_off = self._add_string(name)
+        new_id = self.type_count
+        self._offsets.append(-1 - len(self._added_types))
+        self._added_types += struct.pack("<IIII", name_off, Kind.INT << 24, size,
+                                         (encoding << 24) | (size * 8))
+        return new_id
+
     def add_var(self, name: str, linkage: int, type_id: int) -> int:
         """Append a VAR (libbpf's btf__add_var); returns its id."""
         name_off = self._add_string(name)
