@@ -13,7 +13,6 @@ not know PTRACE_EVENT_SECCOMP and polls when several processes are traced.
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 import signal
 import sys
@@ -25,7 +24,6 @@ from typing import Any
 from ptrace.binding import ptrace_geteventmsg, ptrace_setoptions
 from ptrace.error import PtraceError
 
-from bpfreplay import __version__
 from bpfreplay.errors import RecordError
 from bpfreplay.recording import procfs
 from bpfreplay.recording import syscalls as sc
@@ -48,7 +46,7 @@ from bpfreplay.recording.ptrace_calls import (
     syscall_result,
 )
 from bpfreplay.recording.spawn import spawn_traced
-from bpfreplay.trace.writer import TraceWriter
+from bpfreplay.trace.writer import TraceWriter, trace_header
 
 PTRACE_O_TRACESYSGOOD = 0x01
 PTRACE_O_TRACEFORK = 0x02
@@ -119,18 +117,8 @@ class Recorder:
         if self.attach_mode:
             return self._run_attached()
         path = _resolve_program(self.options.argv[0])
-        header = {
-            "bpfreplay": __version__,
-            "recorder": "ptrace",
-            "kernel": platform.release(),
-            "machine": platform.machine(),
-            "argv": list(self.options.argv),
-            "start_time": time.time(),
-            "possible_cpus": self.ncpus,
-        }
-        if self.options.comment:
-            header["comment"] = self.options.comment
-        self.writer = TraceWriter(self.options.output, header)
+        self.writer = TraceWriter(self.options.output, trace_header(
+            "ptrace", self.options.argv, self.ncpus, self.options.comment))
         cpu = _pick_cpu() if self.options.pin_cpu else None
         if cpu is not None:
             os.sched_setaffinity(0, {cpu})
@@ -153,12 +141,8 @@ class Recorder:
             if setup_error and self.exit_code == 127:
                 raise RecordError(f"starting {self.options.argv[0]}: {setup_error}")
         finally:
-            self._restore_signal_handlers(old_handlers)
-            for process in {id(p): p for p in self.tasks.values()}.values():
-                process.forget_memory()
-            self.writer.close()
-        return RecordResult(self.exit_code if self.exit_code is not None else 0, self.index,
-                            self.options.output, self.stops)
+            self._end_session(old_handlers)
+        return self._result()
 
     def _run_attached(self) -> RecordResult:
         pid = self.options.attach_pid
@@ -166,14 +150,8 @@ class Recorder:
         if not os.path.exists(f"/proc/{pid}"):
             raise RecordError(f"attaching to pid {pid}: no such process")
         self.options.argv = procfs.cmdline(pid) or [str(pid)]
-        header = {
-            "bpfreplay": __version__, "recorder": "ptrace", "kernel": platform.release(),
-            "machine": platform.machine(), "argv": self.options.argv, "attached_pid": pid,
-            "start_time": time.time(), "possible_cpus": self.ncpus,
-        }
-        if self.options.comment:
-            header["comment"] = self.options.comment
-        self.writer = TraceWriter(self.options.output, header)
+        self.writer = TraceWriter(self.options.output, trace_header(
+            "ptrace", self.options.argv, self.ncpus, self.options.comment, attached_pid=pid))
         old_handlers = self._install_signal_handlers()
         self.t0 = time.monotonic_ns()
         self.main_pid = pid
@@ -202,10 +180,17 @@ class Recorder:
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         finally:
-            self._restore_signal_handlers(old_handlers)
-            for process in {id(p): p for p in self.tasks.values()}.values():
-                process.forget_memory()
-            self.writer.close()
+            self._end_session(old_handlers)
+        return self._result()
+
+    def _end_session(self, old_handlers: dict[int, Any]) -> None:
+        self._restore_signal_handlers(old_handlers)
+        for process in {id(p): p for p in self.tasks.values()}.values():
+            process.forget_memory()
+        assert self.writer is not None
+        self.writer.close()
+
+    def _result(self) -> RecordResult:
         return RecordResult(self.exit_code if self.exit_code is not None else 0, self.index,
                             self.options.output, self.stops)
 

@@ -257,7 +257,7 @@ def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int) 
     unpack = struct.unpack_from
     iter_unpack = struct.iter_unpack
     names: dict[int, str] = {0: ""}
-    sizes = _EXTRA_SIZE_BY_INT
+    sizes = KIND_RECORD_SIZES
     sized = _SIZED_INTS
 
     def name_of(offset: int) -> str:
@@ -333,7 +333,8 @@ _EXTRA_SIZE = {
     Kind.FUNC_PROTO: (0, 8), Kind.VAR: (4, 0), Kind.DATASEC: (0, 12), Kind.FLOAT: (0, 0),
     Kind.DECL_TAG: (4, 0), Kind.TYPE_TAG: (0, 0), Kind.ENUM64: (0, 12),
 }
-_EXTRA_SIZE_BY_INT = {int(k): v for k, v in _EXTRA_SIZE.items()}
+# The same by plain int kind: what the record of a type takes after struct btf_type.
+KIND_RECORD_SIZES = {int(k): v for k, v in _EXTRA_SIZE.items()}
 _SIZED_INTS = frozenset(int(k) for k in SIZED_KINDS)
 
 

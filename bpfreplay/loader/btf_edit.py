@@ -13,17 +13,9 @@ from __future__ import annotations
 
 import struct
 
+from bpfreplay.decode.btf import KIND_RECORD_SIZES as _EXTRA
 from bpfreplay.decode.btf import Kind, parse_header
 from bpfreplay.errors import DecodeError, LoaderError
-
-# Per kind: (fixed bytes after the 12-byte btf_type, bytes per vlen entry).
-_EXTRA = {
-    Kind.INT: (4, 0), Kind.PTR: (0, 0), Kind.ARRAY: (12, 0), Kind.STRUCT: (0, 12),
-    Kind.UNION: (0, 12), Kind.ENUM: (0, 8), Kind.FWD: (0, 0), Kind.TYPEDEF: (0, 0),
-    Kind.VOLATILE: (0, 0), Kind.CONST: (0, 0), Kind.RESTRICT: (0, 0), Kind.FUNC: (0, 0),
-    Kind.FUNC_PROTO: (0, 8), Kind.VAR: (4, 0), Kind.DATASEC: (0, 12), Kind.FLOAT: (0, 0),
-    Kind.DECL_TAG: (4, 0), Kind.TYPE_TAG: (0, 0), Kind.ENUM64: (0, 12),
-}
 
 
 class BtfEditor:

@@ -5,18 +5,16 @@ become a trace file in the format ``bpfreplay record`` writes, with the same rec
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from bpfreplay import __version__
 from bpfreplay.recording import procfs
 from bpfreplay.recording import syscalls as sc
 from bpfreplay.recording.capture import CallCapture, Process
-from bpfreplay.trace.writer import TraceWriter
+from bpfreplay.trace.writer import TraceWriter, trace_header
 
 
 @dataclass
@@ -32,18 +30,8 @@ class SelfTracer:
                  comment: str | None = None):
         self.capture = CallCapture()
         self.process = Process(os.getpid(), recording=True)
-        header = {
-            "bpfreplay": __version__,
-            "recorder": "loader",
-            "kernel": platform.release(),
-            "machine": platform.machine(),
-            "argv": list(argv if argv is not None else sys.argv),
-            "start_time": time.time(),
-            "possible_cpus": self.capture.ncpus,
-        }
-        if comment:
-            header["comment"] = comment
-        self.writer = TraceWriter(path, header)
+        self.writer = TraceWriter(path, trace_header(
+            "loader", argv if argv is not None else sys.argv, self.capture.ncpus, comment))
         self.path = path
         self.index = 0
         self.t0 = time.monotonic_ns()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import platform
+import time
 from typing import Any
 
 import msgpack
@@ -42,3 +44,23 @@ class TraceWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def trace_header(recorder: str, argv: list[str], possible_cpus: int,
+                 comment: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The header fields every writer of the format fills (docs/trace-format.md)."""
+    from bpfreplay import __version__
+
+    header: dict[str, Any] = {
+        "bpfreplay": __version__,
+        "recorder": recorder,
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "argv": list(argv),
+        **extra,
+        "start_time": time.time(),
+        "possible_cpus": possible_cpus,
+    }
+    if comment:
+        header["comment"] = comment
+    return header
