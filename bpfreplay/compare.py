@@ -55,16 +55,64 @@ class Difference:
     ours: Any
 
 
+# What a comparison concludes (ParityReport.outcome), and the exit status of each.
+PARITY, FAILED_PARITY, DIFFERENCES = "parity", "failed_parity", "differences"
+OUTCOMES = (PARITY, FAILED_PARITY, DIFFERENCES)
+EXIT_CODES = {PARITY: 0, FAILED_PARITY: 3, DIFFERENCES: 1}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """The failing call a trace's load (or attach) ended with."""
+
+    index: int  # the call's position in its trace
+    call: str  # "bpf BPF_PROG_LOAD prog:handle_tp"
+    errno: int
+    log: str = ""  # the verifier (or BTF) log the kernel wrote, if any
+
+    @property
+    def errno_name(self) -> str:
+        import errno as errno_module
+
+        return errno_module.errorcode.get(self.errno, str(self.errno))
+
+    def same_as(self, other: Failure | None) -> bool:
+        return (other is not None and (self.call, self.errno, self.log)
+                == (other.call, other.errno, other.log))
+
+
 @dataclass
 class ParityReport:
     reference_calls: int
     our_calls: int
     matched: int = 0
     differences: list[Difference] = field(default_factory=list)
+    reference_failure: Failure | None = None
+    our_failure: Failure | None = None
+
+    @property
+    def outcome(self) -> str:
+        """"parity": every call of a working load matches; "failed_parity": both loads
+        failed at the same call with the same errno and log, and every call up to it
+        matches; "differences": anything else."""
+        if self.differences:
+            return DIFFERENCES
+        if self.reference_failure is None and self.our_failure is None:
+            return PARITY
+        if self.reference_failure is not None \
+                and self.reference_failure.same_as(self.our_failure):
+            return FAILED_PARITY
+        return DIFFERENCES
 
     @property
     def at_parity(self) -> bool:
-        return not self.differences and self.reference_calls == self.our_calls == self.matched
+        """Full parity of a working load."""
+        return self.outcome == PARITY
+
+    @property
+    def exit_code(self) -> int:
+        """0 parity, 3 parity of a failed load, 1 differences."""
+        return EXIT_CODES[self.outcome]
 
 
 # ------------------------------------------------------------------ normalise
@@ -441,14 +489,83 @@ def _path(deepdiff_path: str) -> str:
     return out
 
 
-def compare_traces(reference_path: str, our_path: str) -> ParityReport:
-    """Compare two trace files (the first is the reference)."""
+# Calls whose failure ends a load or an attach (libbpf gives up and tears down).
+_LOAD_STEPS = frozenset({
+    "BPF_PROG_LOAD", "BPF_MAP_CREATE", "BPF_BTF_LOAD", "BPF_LINK_CREATE",
+    "BPF_RAW_TRACEPOINT_OPEN", "BPF_PROG_ATTACH", "BPF_MAP_FREEZE", "BPF_OBJ_PIN",
+    "BPF_OBJ_GET", "BPF_MAP_UPDATE_ELEM", "BPF_ITER_CREATE", "BPF_PROG_BIND_MAP"})
+_IOC_SET_BPF_REQ = PERF_EVENT_IOC_SET_BPF
+
+
+def _is_load_step(item: dict[str, Any]) -> bool:
+    syscall = item["syscall"]
+    if syscall == "bpf":
+        return item.get("cmd") in _LOAD_STEPS
+    if syscall == "perf_event_open":
+        return True
+    return syscall == "ioctl" and item["args"]["request"] == _IOC_SET_BPF_REQ
+
+
+def load_failure(items: list[dict[str, Any]], probes: set[int] | frozenset[int] = frozenset(),
+                 ) -> Failure | None:
+    """The failing call a trace's load or attach ended with: the last load or attach step
+    (PROG_LOAD, MAP_CREATE, BTF_LOAD, LINK_CREATE, perf_event_open, ...) that is no
+    feature probe, failed, and was not followed by a step that succeeded (libbpf retries
+    some steps: a map without BTF, a program with a log buffer; the retry decides)."""
+    failure: Failure | None = None
+    for index, item in enumerate(items):
+        if index in probes or not _is_load_step(item):
+            continue
+        if item.get("errno"):
+            log = (item.get("out") or {}).get("log_buf", "")
+            if not isinstance(log, str):
+                log = str(log)
+            failure = Failure(index, _describe(item), int(item["errno"]),
+                              log.split("\0", 1)[0])
+        else:
+            failure = None
+    return failure
+
+
+@dataclass
+class NormalisedTrace:
+    """One trace file, read and normalised."""
+
+    path: str
+    pid: int
+    records: list[dict[str, Any]]  # the call records as read
+    items: list[dict[str, Any]]  # the same calls normalised
+    labels: list[Any]  # decode.probes.CallLabel per call
+
+    @property
+    def probes(self) -> frozenset[int]:
+        return frozenset(i for i, label in enumerate(self.labels) if label.probe is not None)
+
+
+def read_normalised(path: str) -> NormalisedTrace:
+    """Read a trace file and normalise its calls (BpfReplayError if it cannot be read)."""
+    from bpfreplay.decode.probes import label_calls
     from bpfreplay.trace import read_trace
 
-    def load(path: str) -> list[dict[str, Any]]:
-        with read_trace(path) as trace:
-            records = list(trace.records())
-        pid = next((r["pid"] for r in records if r["type"] == "process"), 0)
-        return normalise((r for r in records if r["type"] == "call"), pid)
+    with read_trace(path) as trace:
+        records = list(trace.records())
+    pid = next((r["pid"] for r in records if r.get("type") == "process"), 0)
+    calls = [r for r in records if r.get("type") == "call"]
+    return NormalisedTrace(path, pid, calls, normalise(calls, pid), label_calls(calls))
 
-    return compare_calls(load(reference_path), load(our_path))
+
+def compare_loaded(reference: NormalisedTrace, ours: NormalisedTrace) -> ParityReport:
+    report = compare_calls(reference.items, ours.items)
+    report.reference_failure = load_failure(reference.items, reference.probes)
+    report.our_failure = load_failure(ours.items, ours.probes)
+    return report
+
+
+def compare_trace_files(reference_path: str, our_path: str) -> ParityReport:
+    """Compare two trace files (the first is the reference)."""
+    return compare_loaded(read_normalised(reference_path), read_normalised(our_path))
+
+
+def compare_traces(reference_path: str, our_path: str) -> ParityReport:
+    """Compare two trace files (the first is the reference); compare_trace_files."""
+    return compare_trace_files(reference_path, our_path)
