@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="set a global variable before load (VALUE: an integer or "
                         "'self' for our pid); may be repeated")
     parser.add_argument("--duration", type=float, metavar="SECONDS",
-                        help="tear down after this many seconds (default: until Ctrl-C)")
+                        help="tear down after this many seconds (default: until Ctrl-C); "
+                        "with --compare a command reference runs as long (default 3 s)")
     parser.add_argument("--name", help="object name (default: as bpftool gen skeleton "
                         "names it, e.g. minimal_bpf, which prefixes data map names)")
     parser.add_argument("--compare", nargs="?", const="", metavar="REFERENCE",
                         help="compare our calls with REFERENCE: a trace file, or a command "
-                        "to record (default: the C program next to the object, e.g. "
-                        "./minimal for minimal.bpf.o)")
+                        "recorded first (default: the C program next to the object, e.g. "
+                        "./minimal for minimal.bpf.o); without --set, the globals it "
+                        "wrote are taken. Exit 0 full parity, 3 parity of a failed load, "
+                        "1 differences, 130 interrupted")
     parser.add_argument("--save-trace", metavar="FILE", help="keep the loader's own trace")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print the whole verifier log on failure")
@@ -58,8 +62,15 @@ def run(args: argparse.Namespace) -> int:
     if not os.path.exists(path):
         raise LoaderError(f"opening {path}: no such file")
     spec = load_spec(path, name=args.name or skeleton_name(path))
+    reference = None
+    if args.compare is not None:
+        # Before our load: the reference's globals are ours to take (no --set), and a
+        # reference that runs beside our attached programs could fire them.
+        reference = _reference(path, args)
+        if reference is None:
+            return 130
     trace_path = args.save_trace
-    if args.compare is not None and not trace_path:
+    if reference is not None and not trace_path:
         trace_path = os.path.join(tempfile.mkdtemp(prefix="bpfreplay-"), "python.mp")
     from bpfreplay.loader.spec import MapKind
     from bpfreplay.trace_pipe import format_patterns, start_printer, stop_printer
@@ -78,44 +89,74 @@ def run(args: argparse.Namespace) -> int:
     try:
         with _sigterm_as_interrupt(), (bsys.traced_by(tracer) if tracer
                                        else contextlib.nullcontext()):
-            _load_attach_stream(spec, args)
+            ended = _load_attach_stream(spec, args, reference)
     finally:
         if tracer is not None:
             tracer.close()
         stop_printer(printer)
-    if args.compare is None:
+    if ended == INTERRUPTED:
+        print("bpfreplay: interrupted before the programs were attached: not a completed "
+              "run" + ("; no comparison" if reference is not None else ""), file=sys.stderr)
+        if reference is not None and args.save_trace is None:
+            _remove(trace_path)
+        return 130
+    if reference is None:
         return 0
     assert trace_path is not None
-    return _compare(path, args, trace_path)
+    return _compare(reference, args, trace_path, failed=ended == FAILED)
 
 
-def _load_attach_stream(spec: Any, args: argparse.Namespace) -> bool:
-    """Load, attach, stream; returns whether Ctrl-C ended the run (which, as for the
-    reference program, is a normal end: everything is torn down)."""
+# How _load_attach_stream ended.
+RAN = "ran"  # the duration passed, or Ctrl-C ended the stream: a normal end
+INTERRUPTED = "interrupted"  # Ctrl-C before the programs were attached
+FAILED = "failed"  # our load or attach failed (with --compare: compared, not raised)
+
+
+def _load_attach_stream(spec: Any, args: argparse.Namespace,
+                        reference: _Reference | None = None) -> str:
+    """Load, attach, stream; everything is torn down however it ends. Returns RAN,
+    INTERRUPTED or FAILED; a failed load or attach is raised without --compare, and
+    with it printed and left for the comparison (the self trace holds the failing
+    call)."""
     from bpfreplay.loader.attach import attach_all
     from bpfreplay.loader.globals import set_global
     from bpfreplay.loader.kernel import LoadOptions, ProgramLoadError, load, open_object
 
     obj = open_object(spec)
+    attached = False
     try:
         for assignment in args.set:
             var = set_global(obj, assignment)
             value = obj.map(var.map_name).read(var.offset, var.size)
             print(f"bpfreplay: {var.section} {var.name} = "
                   f"{int.from_bytes(value, 'little', signed=var.signed)}", file=sys.stderr)
+        if reference is not None and reference.images:
+            from bpfreplay.reference_globals import carry_values
+
+            for carried in carry_values(obj, reference.images):
+                print(f"bpfreplay: from the reference: {carried.describe()}", file=sys.stderr)
         try:
             load(obj, LoadOptions())
-        except ProgramLoadError as e:
-            _print_verifier_failure(e, args.verbose)
-            raise
-        notes = attach_all(obj)
+            notes = attach_all(obj)
+        except LoaderError as e:
+            if isinstance(e, ProgramLoadError):
+                _print_verifier_failure(e, args.verbose)
+            if reference is None:
+                raise
+            print(f"bpfreplay: error: {e}", file=sys.stderr)
+            print("bpfreplay: our load failed; comparing it with the reference's",
+                  file=sys.stderr)
+            return FAILED
+        attached = True
         _print_loaded(obj, notes)
-        return _stream(obj, args.duration)
+        _stream(obj, args.duration)
+        return RAN
     except KeyboardInterrupt:
         print("\nbpfreplay: interrupted; tearing down", file=sys.stderr)
-        return True
+        return RAN if attached else INTERRUPTED
     finally:
-        obj.close()
+        with _signals_held():
+            obj.close()
 
 
 def _print_loaded(obj: Any, notes: list[str]) -> None:
@@ -162,42 +203,121 @@ def _print_verifier_failure(error: Any, verbose: bool) -> None:
 
 # ------------------------------------------------------------------ compare
 
+# How long a command reference runs when --duration is absent (then stopped as
+# `bpfreplay record --duration` stops a program: SIGINT, SIGKILL 2 s later).
+REFERENCE_DURATION = 3.0
+
+
+@dataclass
+class _Reference:
+    trace: str  # the reference's trace file
+    images: dict[str, Any] = field(default_factory=dict)  # reference_globals.ReferenceImage
+
 
 def _default_reference(object_path: str) -> list[str]:
-    """The C program built from the same object: minimal.bpf.o -> ./minimal."""
+    """The C program built from the same object: minimal.bpf.o -> ./minimal, run without
+    arguments (until it is stopped, as a user's Ctrl-C stops it)."""
     obj = Path(object_path)
     stem = obj.name.split(".", 1)[0]
     candidate = obj.with_name(stem)
     if candidate.is_file() and os.access(candidate, os.X_OK):
-        return [str(candidate), "0.5"]
+        return [str(candidate)]
     raise BpfReplayError(f"--compare: no reference program next to {object_path} (looked "
                          f"for {candidate}); give a trace file or a command: "
                          "--compare 'PROGRAM ARGS'")
 
 
-def _reference_trace(object_path: str, reference: str) -> str:
-    if reference and os.path.isfile(reference) and not os.access(reference, os.X_OK):
-        return reference  # a trace file
-    argv = shlex.split(reference) if reference else _default_reference(object_path)
-    from bpfreplay.record import record
+def _reference(object_path: str, args: argparse.Namespace) -> _Reference | None:
+    """The reference's trace: the file given, or the command (default: the program next
+    to the object) recorded now. None when Ctrl-C interrupted the recording. Without
+    --set, the global-data images the reference wrote come along."""
+    given: str = args.compare
+    if given and os.path.isfile(given) and not os.access(given, os.X_OK):
+        reference = _Reference(given)
+    else:
+        argv = shlex.split(given) if given else _default_reference(object_path)
+        trace = _record_reference(argv, args.duration)
+        if trace is None:
+            return None
+        reference = _Reference(trace)
+    if not args.set:
+        from bpfreplay.reference_globals import reference_images
 
+        reference.images = reference_images(reference.trace)
+    return reference
+
+
+def _record_reference(argv: list[str], duration: float | None) -> str | None:
+    """Record ``argv`` for ``duration`` seconds (REFERENCE_DURATION without one), stopped
+    the way `bpfreplay record --duration` stops a program. Its exit status is shown and
+    never a reason to refuse it: a reference that fails on this kernel is still a
+    reference. Child processes are followed (a reference may be a script). Returns the
+    trace, or None if Ctrl-C (or SIGTERM) interrupted the recording: the recorder then
+    stopped the reference the same way, and it is gone."""
+    from bpfreplay.record import Recorder, RecordOptions
+
+    class ReferenceRecorder(Recorder):
+        interrupted = False
+
+        def _on_stop_signal(self, signum: int, frame: object) -> None:
+            self.interrupted = True
+            super()._on_stop_signal(signum, frame)
+
+    seconds = REFERENCE_DURATION if duration is None else duration
     out = os.path.join(tempfile.mkdtemp(prefix="bpfreplay-"), "reference.mp")
-    print(f"bpfreplay: recording the reference: {shlex.join(argv)}", file=sys.stderr)
-    result = record(argv, out, quiet=True, duration=10)
-    if result.exit_code != 0:
-        raise BpfReplayError(f"--compare: the reference {argv[0]} exited with status "
-                             f"{result.exit_code}")
+    print(f"bpfreplay: recording the reference for {seconds:g} s: {shlex.join(argv)}",
+          file=sys.stderr)
+    recorder = ReferenceRecorder(RecordOptions(argv, out, seconds, follow_forks=True,
+                                               quiet=True))
+    affinity = os.sched_getaffinity(0)
+    try:
+        result = recorder.run()
+    finally:
+        os.sched_setaffinity(0, affinity)  # the recorder pinned us to the tracee's CPU
+    print(f"bpfreplay: reference {argv[0]} exited with status {result.exit_code} "
+          f"({result.calls} calls recorded)", file=sys.stderr)
+    if recorder.interrupted:
+        print("bpfreplay: interrupted while recording the reference (stopped); nothing "
+              "of ours was loaded", file=sys.stderr)
+        return None
     return out
 
 
-def _compare(object_path: str, args: argparse.Namespace, ours: str) -> int:
+def _compare(reference: _Reference, args: argparse.Namespace, ours: str, *,
+             failed: bool) -> int:
+    """Print the parity report; exit status 0 (full parity of a working load), 3 (parity
+    of a failed load: both failed at the same call, same errno and log) or 1."""
     from bpfreplay.compare import compare_traces
     from bpfreplay.parity_report import print_report
 
-    reference = _reference_trace(object_path, args.compare)
-    report = compare_traces(reference, ours)
-    print_report(report, reference, ours)
+    report = compare_traces(reference.trace, ours)
+    print_report(report, reference.trace, ours)
     if args.save_trace is None:
+        _remove(ours)
+    outcome = getattr(report, "outcome", None)
+    if outcome is None:  # a compare without outcomes: parity of a working load only
+        outcome = "differences" if not report.at_parity else (
+            "failed_parity" if failed else "parity")
+    if outcome == "parity" and failed:
+        print("bpfreplay: every call matched, but our load failed where the reference's "
+              "did not", file=sys.stderr)
+        return 1
+    return {"parity": 0, "failed_parity": 3}.get(outcome, 1)
+
+
+def _remove(path: str | None) -> None:
+    if path:
         with contextlib.suppress(OSError):
-            os.unlink(ours)
-    return 0 if report.at_parity else 1
+            os.unlink(path)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait while the block runs (teardown is not cut short); one
+    that came meanwhile is raised after it."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
