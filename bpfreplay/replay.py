@@ -149,6 +149,9 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
             return FAILED
         attached = True
         _print_loaded(obj, notes)
+        from bpfreplay.loader.iterator import print_iterators  # after attach, as task_iter
+
+        print_iterators(obj, sys.stdout, sys.stderr)
         _stream(obj, args.duration)
         return RAN
     except KeyboardInterrupt:

@@ -1,5 +1,5 @@
 """The one place where bpfreplay issues the syscalls that make and use BPF objects:
-bpf(), perf_event_open(), ioctl(), mmap()/munmap() and close().
+bpf(), perf_event_open(), ioctl(), mmap()/munmap(), close() and read() (of iterators).
 
 Every call passes through ``syscall()``, which
 
@@ -151,3 +151,18 @@ def munmap(address: int, length: int) -> None:
 
 def close(fd: int) -> None:
     syscall(nr.CLOSE, fd)
+
+
+_NR_READ = 0  # x86_64; not in recording.syscalls: the recorder does not stop on read()
+
+
+def read(fd: int, size: int) -> bytes:
+    """read(fd, buf, size): the bytes it returned (b"" at the end of the file). Not shown
+    to the tracer: ``bpfreplay record`` does not record read() (of an iterator fd or
+    any other), so the loader's own trace leaves it out too. A fake set with
+    ``override_syscall`` still answers it."""
+    buf = ctypes.create_string_buffer(size)
+    ret, err = _syscall_impl(_NR_READ, (fd, ctypes.addressof(buf), size, 0, 0, 0))
+    if ret == -1 and err:
+        raise OSError(err, os.strerror(err))
+    return buf.raw[:ret]

@@ -16,6 +16,7 @@ import struct
 from bpfreplay import sys as bsys
 from bpfreplay.errors import LoaderError
 from bpfreplay.loader import bpfcalls
+from bpfreplay.loader.iterator import attach_iter
 from bpfreplay.loader.kernel import (
     PERF_EVENT_IOC_ENABLE,
     PERF_EVENT_IOC_SET_BPF,
@@ -211,4 +212,5 @@ _ATTACHERS = {
     "ksyscall": _attach_kprobe,
     "kprobe_multi": _attach_kprobe,
     "uprobe": lambda obj, prog: _attach_uprobe(obj, prog),
+    "iter": attach_iter,
 }

@@ -259,14 +259,27 @@ def raw_btf(types: bytes, strings: bytes) -> bytes:
 
 
 def link_create(prog_fd: int, target_fd: int, attach_type: int, *, flags: int = 0,
-                bpf_cookie: int = 0) -> int:
-    """bpf_link_create() for the perf_event form and the plain ones."""
+                bpf_cookie: int = 0, iter_info: int = 0, iter_info_len: int = 0) -> int:
+    """bpf_link_create() for the perf_event form, the iterator form (iter_info: the
+    address of a union bpf_iter_link_info, 0 when the caller gave none, as libbpf's
+    auto-attach does) and the plain ones."""
     attr = Attr(BPF_LINK_CREATE, LINK_CREATE_SIZE)
     attr.set("prog_fd", prog_fd).set("target_fd", target_fd)
     attr.set("attach_type", attach_type).set("flags", flags)
     if bpf_cookie:
         attr.set("perf_event.bpf_cookie", bpf_cookie)
+    if iter_info or iter_info_len:
+        attr.set("iter_info", iter_info).set("iter_info_len", iter_info_len)
     return attr.call()
+
+
+BPF_ITER_CREATE = cmd_value("BPF_ITER_CREATE")
+ITER_CREATE_SIZE = _offsetofend(BPF_ITER_CREATE, "flags")  # 8
+
+
+def iter_create(link_fd: int) -> int:
+    """bpf_iter_create(): a new fd reading the iterator behind ``link_fd``."""
+    return Attr(BPF_ITER_CREATE, ITER_CREATE_SIZE).set("link_fd", link_fd).call()
 
 
 def prog_bind_map(prog_fd: int, map_fd: int, flags: int = 0) -> None:
