@@ -40,6 +40,7 @@ testprogs: system
 	$(MAKE) -s -C tests/progs
 	$(MAKE) -s -C tests/data/loader all skels
 	$(MAKE) -s -C tests/data/run all skels
+	$(MAKE) -s -C tests/data/iter
 
 # The example traces kept in traces/ (regenerate after changing the reference).
 traces: setup reference
