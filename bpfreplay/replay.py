@@ -214,6 +214,7 @@ REFERENCE_DURATION = 3.0
 @dataclass
 class _Reference:
     trace: str  # the reference's trace file
+    exit_code: int | None = None  # of its process (None: not in the trace)
     images: dict[str, Any] = field(default_factory=dict)  # reference_globals.ReferenceImage
 
 
@@ -236,13 +237,13 @@ def _reference(object_path: str, args: argparse.Namespace) -> _Reference | None:
     --set, the global-data images the reference wrote come along."""
     given: str = args.compare
     if given and os.path.isfile(given) and not os.access(given, os.X_OK):
-        reference = _Reference(given)
+        reference = _Reference(given, _trace_exit_code(given))
     else:
         argv = shlex.split(given) if given else _default_reference(object_path)
-        trace = _record_reference(argv, args.duration)
-        if trace is None:
+        recorded = _record_reference(argv, args.duration)
+        if recorded is None:
             return None
-        reference = _Reference(trace)
+        reference = _Reference(*recorded)
     if not args.set:
         from bpfreplay.reference_globals import reference_images
 
@@ -250,13 +251,13 @@ def _reference(object_path: str, args: argparse.Namespace) -> _Reference | None:
     return reference
 
 
-def _record_reference(argv: list[str], duration: float | None) -> str | None:
+def _record_reference(argv: list[str], duration: float | None) -> tuple[str, int] | None:
     """Record ``argv`` for ``duration`` seconds (REFERENCE_DURATION without one), stopped
     the way `bpfreplay record --duration` stops a program. Its exit status is shown and
     never a reason to refuse it: a reference that fails on this kernel is still a
     reference. Child processes are followed (a reference may be a script). Returns the
-    trace, or None if Ctrl-C (or SIGTERM) interrupted the recording: the recorder then
-    stopped the reference the same way, and it is gone."""
+    trace and the exit status, or None if Ctrl-C (or SIGTERM) interrupted the recording:
+    the recorder then stopped the reference the same way, and it is gone."""
     from bpfreplay.record import Recorder, RecordOptions
 
     class ReferenceRecorder(Recorder):
@@ -283,7 +284,21 @@ def _record_reference(argv: list[str], duration: float | None) -> str | None:
         print("bpfreplay: interrupted while recording the reference (stopped); nothing "
               "of ours was loaded", file=sys.stderr)
         return None
-    return out
+    return out, result.exit_code
+
+
+def _trace_exit_code(path: str) -> int | None:
+    """The exit status a trace file recorded for its first process."""
+    from bpfreplay.trace import read_trace
+
+    pid, code = None, None
+    with read_trace(path) as trace:
+        for record in trace.records():
+            if record["type"] == "process" and pid is None:
+                pid = record.get("pid")
+            elif record["type"] == "exit" and record.get("pid") == pid:
+                code = record.get("code")
+    return code if isinstance(code, int) else None
 
 
 def _compare(reference: _Reference, args: argparse.Namespace, ours: str, *,
@@ -302,6 +317,14 @@ def _compare(reference: _Reference, args: argparse.Namespace, ours: str, *,
         outcome = "differences" if not report.at_parity else (
             "failed_parity" if failed else "parity")
     if outcome == "parity" and failed:
+        # Our load or attach failed before asking the kernel (kprobes missing, say), so
+        # neither trace holds a failing call: a failure at parity when the reference,
+        # having made the same calls, failed too.
+        if reference.exit_code:
+            print("parity: PARITY OF A FAILED LOAD: every call matched, and both failed "
+                  "without a failing kernel call: ours with the error above, the "
+                  f"reference with exit status {reference.exit_code}")
+            return 3
         print("bpfreplay: every call matched, but our load failed where the reference's "
               "did not", file=sys.stderr)
         return 1
