@@ -91,7 +91,7 @@ def _attach_tracepoint(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
 
 
 def _attach_new_perf_event(obj: LoadedObject, prog: LoadedProgram, attr: bytearray,
-                           what: str, target: str) -> Link:
+                           what: str, target: str, *, bpf_cookie: int = 0) -> Link:
     """perf_event_open(attr, pid -1, cpu 0, no group, CLOEXEC) as libbpf opens tracepoint
     and probe events, then the program attached to it; the event is closed on failure."""
     try:
@@ -100,22 +100,27 @@ def _attach_new_perf_event(obj: LoadedObject, prog: LoadedProgram, attr: bytearr
         raise LoaderError(f"prog '{prog.spec.name}': perf_event_open() of {what} failed: "
                           f"{e.strerror}") from e
     try:
-        return _attach_perf_event(obj, prog, pfd, target)
+        return _attach_perf_event(obj, prog, pfd, target, bpf_cookie=bpf_cookie)
     except BaseException:
         _close_quietly(pfd)
         raise
 
 
-def _attach_perf_event(obj: LoadedObject, prog: LoadedProgram, pfd: int, target: str) -> Link:
-    """bpf_program__attach_perf_event_opts()."""
+def _attach_perf_event(obj: LoadedObject, prog: LoadedProgram, pfd: int, target: str, *,
+                       bpf_cookie: int = 0) -> Link:
+    """bpf_program__attach_perf_event_opts() (its opts: the bpf_cookie)."""
     if obj.features.supports("perf_link"):
         try:
-            link_fd = bpfcalls.link_create(prog.fd, pfd, BPF_PERF_EVENT)
+            link_fd = bpfcalls.link_create(prog.fd, pfd, BPF_PERF_EVENT,
+                                           bpf_cookie=bpf_cookie)
         except OSError as e:
             raise LoaderError(f"prog '{prog.spec.name}': failed to create BPF link for "
                               f"perf_event: {e.strerror}") from e
         link = Link(prog.spec.name, "perf", link_fd, pfd, target)
     else:
+        if bpf_cookie:
+            raise LoaderError(f"prog '{prog.spec.name}': user context value is not "
+                              "supported (no BPF perf links on this kernel)")
         try:
             bsys.ioctl(pfd, PERF_EVENT_IOC_SET_BPF, prog.fd)
         except OSError as e:
@@ -198,6 +203,13 @@ def _attach_uprobe(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
     return _attach_new_perf_event(obj, prog, attr, f"{kind} '{text}'", f"{kind} {text}")
 
 
+def _usdt_attach(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
+    """attach_usdt(): loader/usdt.py."""
+    from bpfreplay.loader import usdt
+
+    return usdt.attach(obj, prog)
+
+
 def _unsupported(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
     how = prog.spec.sec_def.attach if prog.spec.sec_def else None
     raise LoaderError(f"prog '{prog.spec.name}' ({prog.spec.section}): attaching '{how}' "
@@ -213,4 +225,5 @@ _ATTACHERS = {
     "kprobe_multi": _attach_kprobe,
     "uprobe": lambda obj, prog: _attach_uprobe(obj, prog),
     "iter": attach_iter,
+    "usdt": lambda obj, prog: _usdt_attach(obj, prog),
 }

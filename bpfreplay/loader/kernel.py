@@ -88,13 +88,14 @@ class LoadedProgram:
 @dataclass
 class Link:
     """An attachment. ``kind``: "perf" (perf event + BPF link or SET_BPF), "raw_tp",
-    "link" (a plain BPF link)."""
+    "link" (a plain BPF link), "usdt" (uprobe links; ``destroy`` tears them down)."""
 
     program: str
     kind: str
     fd: int
     perf_fd: int = -1
     target: str = ""
+    destroy: Callable[[], None] | None = None  # a link whose teardown is its own
 
 
 @dataclass
@@ -179,6 +180,9 @@ def _close_quietly(fd: int) -> None:
 
 def _destroy_link(link: Link) -> None:
     """bpf_link__destroy() for each kind of link libbpf makes."""
+    if link.destroy is not None:
+        link.destroy()
+        return
     if link.kind == "perf":
         try:
             bsys.ioctl(link.perf_fd, PERF_EVENT_IOC_DISABLE, 0)
