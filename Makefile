@@ -6,7 +6,7 @@ PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
 REF      := reference/libbpf-bootstrap
-DEB_PKGS := clang llvm llvm-22 libbpf-dev bpftool libelf-dev zlib1g-dev strace make gcc pkg-config
+DEB_PKGS := clang llvm llvm-22 libbpf-dev bpftool libelf-dev zlib1g-dev strace make gcc pkg-config systemtap-sdt-dev
 
 .PHONY: setup system venv reference testprogs traces demo test lint bench clean
 
@@ -41,6 +41,7 @@ testprogs: system
 	$(MAKE) -s -C tests/data/loader all skels
 	$(MAKE) -s -C tests/data/run all skels
 	$(MAKE) -s -C tests/data/iter
+	$(MAKE) -s -C tests/data/usdt
 
 # The example traces kept in traces/ (regenerate after changing the reference).
 traces: setup reference
@@ -71,3 +72,4 @@ clean:
 	$(MAKE) -s -C tests/progs clean || true
 	$(MAKE) -s -C tests/data/loader clean || true
 	$(MAKE) -s -C tests/data/run clean || true
+	$(MAKE) -s -C tests/data/usdt clean || true
