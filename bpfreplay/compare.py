@@ -53,6 +53,7 @@ class Difference:
     path: str  # "fields.map_flags", "in.insns[3]", "ret", "(whole call)"
     reference: Any
     ours: Any
+    kind: str = "changed"  # "changed", "size", "moved", "missing", "extra"
 
 
 # What a comparison concludes (ParityReport.outcome), and the exit status of each.
@@ -89,6 +90,9 @@ class ParityReport:
     differences: list[Difference] = field(default_factory=list)
     reference_failure: Failure | None = None
     our_failure: Failure | None = None
+    application: list[Any] = field(default_factory=list)  # ApplicationCall, shown apart
+    walk: Any = None  # BtfWalk: the module-BTF walk's kernel BTFs and foreign counts
+    teardown_skipped: int = 0  # our teardown calls not compared (the reference has none)
 
     @property
     def outcome(self) -> str:
@@ -221,8 +225,8 @@ def _insns(data: bytes, objects: _Objects) -> list[str]:
 
 # What OBJ_GET_INFO_BY_FD's info holds that differs by nature between processes: user
 # pointers (buffers the kernel fills) and kernel-wide ids and times.
-_INFO_STRUCTS = {"btf": "bpf_btf_info", "map": "bpf_map_info", "prog": "bpf_prog_info",
-                 "link": "bpf_link_info"}
+_INFO_STRUCTS = {"btf": "bpf_btf_info", "btf_by_id": "bpf_btf_info", "map": "bpf_map_info",
+                 "prog": "bpf_prog_info", "link": "bpf_link_info"}
 _INFO_POINTERS = frozenset({
     "btf", "name", "jited_prog_insns", "xlated_prog_insns", "map_ids", "jited_ksyms",
     "jited_func_lens", "func_info", "line_info", "jited_line_info", "prog_tags",
@@ -291,7 +295,8 @@ def _object_name(record: dict[str, Any], name: str) -> tuple[str, str]:
     layout = attr_layout(record["cmd"])
     kind = {"BPF_MAP_CREATE": "map", "BPF_PROG_LOAD": "prog", "BPF_BTF_LOAD": "btf",
             "BPF_LINK_CREATE": "link", "BPF_RAW_TRACEPOINT_OPEN": "link",
-            "BPF_ITER_CREATE": "iter", "BPF_TOKEN_CREATE": "token"}.get(name)
+            "BPF_ITER_CREATE": "iter", "BPF_TOKEN_CREATE": "token",
+            "BPF_BTF_GET_FD_BY_ID": "btf_by_id"}.get(name)
     if kind is None:
         kind = str(record.get("object", {}).get("kind", "fd"))
     label = ""
@@ -416,48 +421,276 @@ def _name_fd_values(item: dict[str, Any], objects: _Objects) -> None:
 
 # ---------------------------------------------------------------------- diff
 
+_NAMED_BY = {"BPF_PROG_LOAD": ("prog", "prog_name"), "BPF_MAP_CREATE": ("map", "map_name")}
 
-def _signature(call: dict[str, Any]) -> str:
-    """What aligns two calls: syscall, command, and the object made or closed."""
+
+def _object(call: dict[str, Any]) -> str:
+    """The object a call makes, closes or acts on, without its number: ``map:x.bss``."""
+    from bpfreplay.parity_sections import references
+
     ret = call.get("ret")
-    made = ret.rsplit("#", 1)[0] if isinstance(ret, str) and "#" in ret else ""
-    if call["syscall"] == "close" and isinstance(call["args"]["fd"], str):
-        made = call["args"]["fd"].rsplit("#", 1)[0]
-    return f"{call['syscall']} {call.get('cmd', '')} {made}".strip()
+    if isinstance(ret, str):
+        return ret.rsplit("#", 1)[0]
+    if call["syscall"] == "close":
+        fd = call["args"]["fd"]
+        return fd.rsplit("#", 1)[0] if isinstance(fd, str) else ""
+    named = _NAMED_BY.get(call.get("cmd", ""))
+    if named is not None:  # a failed PROG_LOAD or MAP_CREATE: the name it asked for
+        name = call.get("fields", {}).get(named[1])
+        return f"{named[0]}:{name}" if name else named[0]
+    refs = references(call)
+    return refs[0].rsplit("#", 1)[0] if refs else ""
 
 
-def _describe(call: dict[str, Any]) -> str:
+def _signature(call: dict[str, Any], probe: str | None = None) -> str:
+    """What pairs two calls: syscall, command, probe label, and the object."""
+    what = f"probe:{probe} " if probe else ""
+    return f"{call['syscall']} {call.get('cmd', '')} {what}{_object(call)}".strip()
+
+
+def _describe(call: dict[str, Any], probe: str | None = None) -> str:
     ret = call.get("ret")
     made = f" -> {ret}" if isinstance(ret, str) else ""
     if call["syscall"] == "close":
         made = f" {call['args']['fd']}"
-    return _signature(call) + made
+    if call.get("errno"):
+        made += f" = -1 {_errno_name(call['errno'])}"
+    return _signature(call, probe) + made
 
 
-def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]]) -> ParityReport:
-    """Align two normalised call lists and diff the aligned pairs field by field."""
+def _errno_name(value: int) -> str:
+    import errno as errno_module
+
+    return errno_module.errorcode.get(value, str(value))
+
+
+def _attr_size(call: dict[str, Any]) -> Any:
+    if call["syscall"] == "bpf":
+        return call.get("size")
+    return call.get("fields", {}).get("size")
+
+
+def _size_difference(reference: dict[str, Any], ours: dict[str, Any],
+                     ) -> tuple[dict[str, Any], dict[str, Any], tuple[str, str] | None]:
+    """Attrs of another size: one difference (both sizes and the fields that are
+    non-zero past the shorter one) instead of one per field; the pair returned holds
+    only the fields both attrs have, compared as usual."""
+    ref_size, our_size = _attr_size(reference), _attr_size(ours)
+    if ref_size == our_size:
+        return reference, ours, None
+    reference, ours = dict(reference), dict(ours)
+    notes = {"reference": [], "ours": []}
+    for key in ("fields", "fields_out"):
+        theirs, mine = reference.get(key), ours.get(key)
+        if not isinstance(theirs, dict) or not isinstance(mine, dict):
+            continue
+        common = theirs.keys() & mine.keys()
+        for side, fields in (("reference", theirs), ("ours", mine)):
+            notes[side] += [f"{name}={value}" for name, value in fields.items()
+                            if name not in common and value not in (0, "", None)]
+        reference[key] = {k: v for k, v in theirs.items() if k in common}
+        ours[key] = {k: v for k, v in mine.items() if k in common}
+    for side in (reference, ours):
+        side.pop("size", None)
+        if "size" in side.get("fields", {}) and side["syscall"] == "perf_event_open":
+            side["fields"] = {k: v for k, v in side["fields"].items() if k != "size"}
+
+    def text(size: Any, extra: list[str]) -> str:
+        beyond = f"; non-zero past the shorter: {', '.join(extra)}" if extra else ""
+        return f"{size} bytes{beyond}"
+
+    return reference, ours, (text(ref_size, notes["reference"]), text(our_size, notes["ours"]))
+
+
+def _diff_pair(reference: dict[str, Any], ours: dict[str, Any],
+               ) -> list[tuple[str, str, Any, Any]]:
+    """(kind, path, reference value, our value) for each way two paired calls differ."""
     from deepdiff import DeepDiff
 
-    report = ParityReport(len(reference), len(ours))
-    matcher = difflib.SequenceMatcher(
-        a=[_signature(c) for c in reference], b=[_signature(c) for c in ours], autojunk=False)
+    if reference == ours:
+        return []
+    reference, ours, size = _size_difference(reference, ours)
+    out: list[tuple[str, str, Any, Any]] = []
+    if size is not None:
+        out.append(("size", "size", size[0], size[1]))
+    diff = DeepDiff(reference, ours, verbose_level=2, ignore_order=False)
+    out += [("changed", path, r, o) for path, r, o in _flatten_diff(diff)]
+    return out
+
+
+def _relabel(items: list[dict[str, Any]], sections: list[str]) -> list[dict[str, Any]]:
+    """Number the fds of BTF_GET_FD_BY_ID among the walk's own (kernel and module) BTFs
+    only: the foreign objects walked over do not shift the names of the others."""
+    from bpfreplay.parity_sections import FOREIGN
+
+    mapping: dict[str, str] = {}
+    count = 0
+    for item, section in zip(items, sections, strict=True):
+        ret = item.get("ret")
+        if item.get("cmd") == "BPF_BTF_GET_FD_BY_ID" and isinstance(ret, str):
+            if section == FOREIGN:
+                mapping[ret] = "btf_by_id(foreign)"
+            else:
+                count += 1
+                mapping[ret] = f"btf_by_id#{count}"
+    if all(k == v for k, v in mapping.items()):
+        return items
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, str):
+            return mapping.get(value, value)
+        if isinstance(value, dict):
+            return {k: rename(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        return value
+
+    return [rename(item) for item in items]
+
+
+def _align(reference: list[str], ours: list[str]
+           ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int], list[int]]:
+    """Pairs in order, pairs moved (same signature, another place), and the positions
+    left on each side."""
+    matcher = difflib.SequenceMatcher(a=reference, b=ours, autojunk=False)
+    pairs: list[tuple[int, int]] = []
+    left_ref: list[int] = []
+    left_ours: list[int] = []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            for i, j in zip(range(i1, i2), range(j1, j2), strict=True):
-                diff = DeepDiff(reference[i], ours[j], verbose_level=2, ignore_order=False)
-                if not diff:
-                    report.matched += 1
-                    continue
-                for path, ref_value, our_value in _flatten_diff(diff):
-                    report.differences.append(Difference(
-                        i, j, _describe(reference[i]), path, ref_value, our_value))
-            continue
-        for i in range(i1, i2):
-            report.differences.append(Difference(i, None, _describe(reference[i]),
-                                                 "(whole call)", reference[i], None))
-        for j in range(j1, j2):
-            report.differences.append(Difference(None, j, _describe(ours[j]),
-                                                 "(whole call)", None, ours[j]))
+            pairs += list(zip(range(i1, i2), range(j1, j2), strict=True))
+        else:
+            left_ref += range(i1, i2)
+            left_ours += range(j1, j2)
+    moved: list[tuple[int, int]] = []
+    waiting: dict[str, list[int]] = {}
+    for j in left_ours:
+        waiting.setdefault(ours[j], []).append(j)
+    still_ref = []
+    for i in left_ref:
+        slots = waiting.get(reference[i])
+        if slots:
+            moved.append((i, slots.pop(0)))
+        else:
+            still_ref.append(i)
+    taken = {j for _, j in moved}
+    return pairs, moved, still_ref, [j for j in left_ours if j not in taken]
+
+
+@dataclass
+class ApplicationCall:
+    """A call of the application section: the reference's own calls after
+    bpf_object__load(), or our runtime's, paired where both made it."""
+
+    reference_index: int | None
+    our_index: int | None
+    call: str
+    identical: bool | None = None  # None: made by one side only
+
+
+@dataclass
+class BtfWalk:
+    """libbpf's module-BTF walk on both sides: kernel BTFs found (compared, as calls)
+    and foreign BTF objects walked over (machine state: counted, not compared)."""
+
+    reference_kernel: list[str] = field(default_factory=list)
+    our_kernel: list[str] = field(default_factory=list)
+    reference_foreign: int = 0
+    our_foreign: int = 0
+    reference_walked: bool = False
+    our_walked: bool = False
+
+
+def _kernel_btfs(sections: Any) -> list[str]:
+    out = []
+    for visit in sections.visits:
+        if visit.kind in ("kernel", "module"):
+            size = visit.info.get("btf_size", "?")
+            name_len = visit.info.get("name_len", "?")
+            what = "vmlinux (skipped)" if visit.kind == "kernel" else "module BTF (kept)"
+            out.append(f"{what}: {size} bytes, name of {name_len} characters")
+    return out
+
+
+def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
+                  reference_probes: list[str | None] | None = None,
+                  our_probes: list[str | None] | None = None) -> ParityReport:
+    """Split two normalised call lists into sections (bpfreplay.parity_sections), pair
+    the loader's calls by what they are and diff each pair; pair the application
+    sections apart; count the module-BTF walk's foreign objects apart."""
+    from bpfreplay.parity_sections import (
+        APPLICATION,
+        ATTACH,
+        FOREIGN,
+        LOAD,
+        TEARDOWN,
+        WALK,
+        classify,
+    )
+
+    ref_probes = reference_probes or [None] * len(reference)
+    mine_probes = our_probes or [None] * len(ours)
+    ref_sections = classify(reference, ref_probes)
+    our_sections = classify(ours, mine_probes)
+    reference = _relabel(reference, ref_sections.of)
+    ours = _relabel(ours, our_sections.of)
+    report = ParityReport(len(reference), len(ours))
+    report.walk = BtfWalk(_kernel_btfs(ref_sections), _kernel_btfs(our_sections),
+                          ref_sections.foreign, our_sections.foreign,
+                          bool(ref_sections.visits), bool(our_sections.visits))
+
+    loader = (LOAD, WALK, ATTACH, TEARDOWN)
+    ref_loader = ref_sections.indices(*loader)
+    our_loader = our_sections.indices(*loader)
+    if not ref_sections.indices(TEARDOWN):
+        skipped = set(our_sections.indices(TEARDOWN))
+        report.teardown_skipped = len(skipped)
+        our_loader = [j for j in our_loader if j not in skipped]
+    ref_keys = [_signature(reference[i], ref_probes[i]) for i in ref_loader]
+    our_keys = [_signature(ours[j], mine_probes[j]) for j in our_loader]
+    pairs, moved, missing, extra = _align(ref_keys, our_keys)
+    for a, b in sorted(pairs + moved):
+        i, j = ref_loader[a], our_loader[b]
+        found = _diff_pair(reference[i], ours[j])
+        if (a, b) in moved:
+            found.insert(0, ("moved", "(order)", f"reference #{i}", f"ours #{j}"))
+        if not found:
+            report.matched += 1
+        for kind, path, ref_value, our_value in found:
+            report.differences.append(Difference(
+                i, j, _describe(reference[i], ref_probes[i]), path, ref_value, our_value,
+                kind))
+    for a in missing:
+        i = ref_loader[a]
+        report.differences.append(Difference(i, None, _describe(reference[i], ref_probes[i]),
+                                             "(whole call)", reference[i], None, "missing"))
+    for b in extra:
+        j = our_loader[b]
+        report.differences.append(Difference(None, j, _describe(ours[j], mine_probes[j]),
+                                             "(whole call)", None, ours[j], "extra"))
+    report.differences.sort(key=lambda d: (d.reference_index if d.reference_index is not None
+                                           else 1 << 62, d.our_index or 0))
+
+    ref_app = ref_sections.indices(APPLICATION)
+    our_app = our_sections.indices(APPLICATION)
+    app_pairs, app_moved, app_ref, app_ours = _align(
+        [_signature(reference[i]) for i in ref_app], [_signature(ours[j]) for j in our_app])
+    for a, b in app_pairs + app_moved:
+        i, j = ref_app[a], our_app[b]
+        report.application.append(ApplicationCall(i, j, _describe(reference[i]),
+                                                  reference[i] == ours[j]))
+    report.application += [ApplicationCall(ref_app[a], None, _describe(reference[ref_app[a]]))
+                           for a in app_ref]
+    report.application += [ApplicationCall(None, our_app[b], _describe(ours[our_app[b]]))
+                           for b in app_ours]
+    report.application.sort(key=lambda c: (c.reference_index if c.reference_index is not None
+                                           else 1 << 62, c.our_index or 0))
+    report.reference_failure = load_failure(
+        reference, {i for i, p in enumerate(ref_probes) if p is not None}
+        | set(ref_sections.indices(APPLICATION, FOREIGN)))
+    report.our_failure = load_failure(
+        ours, {j for j, p in enumerate(mine_probes) if p is not None}
+        | set(our_sections.indices(APPLICATION, FOREIGN)))
     return report
 
 
@@ -555,10 +788,10 @@ def read_normalised(path: str) -> NormalisedTrace:
 
 
 def compare_loaded(reference: NormalisedTrace, ours: NormalisedTrace) -> ParityReport:
-    report = compare_calls(reference.items, ours.items)
-    report.reference_failure = load_failure(reference.items, reference.probes)
-    report.our_failure = load_failure(ours.items, ours.probes)
-    return report
+    """Compare two normalised traces (read_normalised)."""
+    return compare_calls(reference.items, ours.items, [label.probe for label in
+                                                       reference.labels],
+                         [label.probe for label in ours.labels])
 
 
 def compare_trace_files(reference_path: str, our_path: str) -> ParityReport:

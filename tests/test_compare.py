@@ -71,7 +71,7 @@ def test_a_missing_call_is_reported_and_the_rest_still_aligns():
                                       and cmd_name(c["cmd"]) == "BPF_MAP_FREEZE")]
     report = compare_calls(normalise(calls, pid), normalise(fewer, pid))
     assert [(d.call, d.path, d.ours) for d in report.differences] == [
-        ("bpf BPF_MAP_FREEZE", "(whole call)", None)]
+        ("bpf BPF_MAP_FREEZE map:minimal_.rodata", "(whole call)", None)]
     assert report.matched == len(fewer)
 
 
