@@ -67,6 +67,9 @@ class LoadedMap:
     image: int = 0  # address of the data map's memory (anonymous, then the map itself)
     image_size: int = 0
     remapped: bool = False  # image now maps the BPF map (MAP_SHARED|MAP_FIXED)
+    pin_path: str | None = None  # set at open for pinned maps (loader/pinning.py)
+    pinned: bool = False  # pinned at pin_path (by this load, or found there)
+    reused: bool = False  # found pinned and used instead of a new map
 
     def write(self, offset: int, data: bytes) -> None:
         if not self.image or offset + len(data) > self.image_size:
@@ -88,14 +91,13 @@ class LoadedProgram:
 @dataclass
 class Link:
     """An attachment. ``kind``: "perf" (perf event + BPF link or SET_BPF), "raw_tp",
-    "link" (a plain BPF link), "usdt" (uprobe links; ``destroy`` tears them down)."""
+    "link" (a plain BPF link)."""
 
     program: str
     kind: str
     fd: int
     perf_fd: int = -1
     target: str = ""
-    destroy: Callable[[], None] | None = None  # a link whose teardown is its own
 
 
 @dataclass
@@ -180,9 +182,6 @@ def _close_quietly(fd: int) -> None:
 
 def _destroy_link(link: Link) -> None:
     """bpf_link__destroy() for each kind of link libbpf makes."""
-    if link.destroy is not None:
-        link.destroy()
-        return
     if link.kind == "perf":
         try:
             bsys.ioctl(link.perf_fd, PERF_EVENT_IOC_DISABLE, 0)
@@ -201,13 +200,18 @@ PERF_EVENT_IOC_SET_BPF = 0x40042408
 # --------------------------------------------------------------------- open
 
 
-def open_object(spec: ObjectSpec, features: Features | None = None) -> LoadedObject:
+def open_object(spec: ObjectSpec, features: Features | None = None, *,
+                pin_root_path: str | None = None) -> LoadedObject:
     """bpf_object__open()'s memory side: an anonymous image per data map, holding its
-    initial contents, which the user may change before load (skeleton globals)."""
+    initial contents, which the user may change before load (skeleton globals), and
+    the pin path of each map pinned by name (the open option pin_root_path, None:
+    /sys/fs/bpf)."""
+    from bpfreplay.loader.pinning import build_pin_path
+
     obj = LoadedObject(spec, features or Features())
     try:
         for m in spec.maps:
-            loaded = LoadedMap(m, flags=m.flags)
+            loaded = LoadedMap(m, flags=m.flags, pin_path=build_pin_path(m, pin_root_path))
             if m.kind != MapKind.USER:
                 loaded.image_size = mmap_size(m)
                 loaded.image = bsys.mmap(-1, loaded.image_size,
@@ -236,6 +240,9 @@ def load(obj: LoadedObject, options: LoadOptions | None = None) -> LoadedObject:
     try:
         _load(obj, options)
     except BaseException:
+        from bpfreplay.loader.pinning import unpin_after_failed_load
+
+        unpin_after_failed_load(obj)  # bpf_object_load()'s out: path, before unloading
         obj.close()
         raise
     return obj
@@ -391,16 +398,25 @@ def _create_maps(obj: LoadedObject, kconfig_image: bytes | None) -> None:
         spec = m.spec
         if spec.kind != MapKind.USER and not obj.features.supports("global_data"):
             continue  # libbpf skips them; programs using them fail at load
-        if spec.pinning:
-            raise LoaderError(f"map '{spec.name}': pinned maps are not supported yet")
-        try:
-            m.fd = _create_map(obj, spec, m.flags)
-        except OSError as e:
-            raise LoaderError(f"map '{spec.name}': failed to create: {e.strerror}") from e
-        if spec.kind != MapKind.USER:
-            _populate_data_map(obj, m, kconfig_image)
-        if spec.init_slots and spec.type != _PROG_ARRAY:
-            _fill_slots(obj, m, lambda name: obj.map(name).fd)
+        if m.pin_path:  # reused if pinned there already, else created, then pinned
+            from bpfreplay.loader.pinning import create_pinned_map
+
+            create_pinned_map(obj, m, lambda m=m: _create_filled_map(obj, m, kconfig_image))
+        else:
+            _create_filled_map(obj, m, kconfig_image)
+
+
+def _create_filled_map(obj: LoadedObject, m: LoadedMap, kconfig_image: bytes | None) -> None:
+    """One map created (m.fd) with its initial contents or slots."""
+    spec = m.spec
+    try:
+        m.fd = _create_map(obj, spec, m.flags)
+    except OSError as e:
+        raise LoaderError(f"map '{spec.name}': failed to create: {e.strerror}") from e
+    if spec.kind != MapKind.USER:
+        _populate_data_map(obj, m, kconfig_image)
+    if spec.init_slots and spec.type != _PROG_ARRAY:
+        _fill_slots(obj, m, lambda name: obj.map(name).fd)
 
 
 _PROG_ARRAY = enum_values("bpf_map_type")["BPF_MAP_TYPE_PROG_ARRAY"]
