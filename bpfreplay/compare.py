@@ -308,7 +308,14 @@ def _object_name(record: dict[str, Any], name: str) -> tuple[str, str]:
 
 
 def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]:
-    """Each call as a dict with fds named, pointers and process-specific values marked."""
+    """Each call as a dict with fds named, pointers and process-specific values marked;
+    a feature probe's call carries its probe (decode/probes.py's label) as ``probe``."""
+    from bpfreplay.decode.probes import label_calls
+
+    calls = list(calls)
+    probes = [label.probe for label in label_calls(calls)]
+    if len(probes) != len(calls):
+        probes = [None] * len(calls)
     objects = _Objects()
     out: list[dict[str, Any]] = []
     for position, record in enumerate(calls):
@@ -390,6 +397,8 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
                 ret = objects.made(ret, str((record.get("object") or {}).get("kind", "fd")))
         item["ret"] = ret
         item["errno"] = record.get("errno")
+        if probes[position] is not None:
+            item["probe"] = probes[position]
         out.append(item)
     return out
 
@@ -628,8 +637,8 @@ def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
         classify,
     )
 
-    ref_probes = reference_probes or [None] * len(reference)
-    mine_probes = our_probes or [None] * len(ours)
+    ref_probes = reference_probes or [c.get("probe") for c in reference]
+    mine_probes = our_probes or [c.get("probe") for c in ours]
     ref_sections = classify(reference, ref_probes)
     our_sections = classify(ours, mine_probes)
     reference = _relabel(reference, ref_sections.of)
@@ -767,31 +776,23 @@ class NormalisedTrace:
     path: str
     pid: int
     records: list[dict[str, Any]]  # the call records as read
-    items: list[dict[str, Any]]  # the same calls normalised
-    labels: list[Any]  # decode.probes.CallLabel per call
-
-    @property
-    def probes(self) -> frozenset[int]:
-        return frozenset(i for i, label in enumerate(self.labels) if label.probe is not None)
+    items: list[dict[str, Any]]  # the same calls normalised (probe calls carry "probe")
 
 
 def read_normalised(path: str) -> NormalisedTrace:
     """Read a trace file and normalise its calls (BpfReplayError if it cannot be read)."""
-    from bpfreplay.decode.probes import label_calls
     from bpfreplay.trace import read_trace
 
     with read_trace(path) as trace:
         records = list(trace.records())
     pid = next((r["pid"] for r in records if r.get("type") == "process"), 0)
     calls = [r for r in records if r.get("type") == "call"]
-    return NormalisedTrace(path, pid, calls, normalise(calls, pid), label_calls(calls))
+    return NormalisedTrace(path, pid, calls, normalise(calls, pid))
 
 
 def compare_loaded(reference: NormalisedTrace, ours: NormalisedTrace) -> ParityReport:
     """Compare two normalised traces (read_normalised)."""
-    return compare_calls(reference.items, ours.items, [label.probe for label in
-                                                       reference.labels],
-                         [label.probe for label in ours.labels])
+    return compare_calls(reference.items, ours.items)
 
 
 def compare_trace_files(reference_path: str, our_path: str) -> ParityReport:
