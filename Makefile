@@ -42,6 +42,7 @@ testprogs: system
 	$(MAKE) -s -C tests/data/run all skels
 	$(MAKE) -s -C tests/data/iter
 	$(MAKE) -s -C tests/data/usdt
+	$(MAKE) -s -C tests/data/pin
 
 # The example traces kept in traces/ (regenerate after changing the reference).
 traces: setup reference

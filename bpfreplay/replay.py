@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "with --compare a command reference runs as long (default 3 s)")
     parser.add_argument("--name", help="object name (default: as bpftool gen skeleton "
                         "names it, e.g. minimal_bpf, which prefixes data map names)")
+    parser.add_argument("--pin-root", metavar="DIR",
+                        help="where maps pinned by name are looked for and pinned "
+                        "(libbpf's pin_root_path; default /sys/fs/bpf)")
     parser.add_argument("--compare", nargs="?", const="", metavar="REFERENCE",
                         help="compare our calls with REFERENCE: a trace file, or a command "
                         "recorded first (default: the C program next to the object, e.g. "
@@ -122,7 +125,7 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
     from bpfreplay.loader.globals import set_global
     from bpfreplay.loader.kernel import LoadOptions, ProgramLoadError, load, open_object
 
-    obj = open_object(spec)
+    obj = open_object(spec, pin_root_path=args.pin_root)
     attached = False
     try:
         for assignment in args.set:
