@@ -107,6 +107,16 @@ def _items(trace: Path) -> list[dict]:
     return read_normalised(str(trace)).items
 
 
+def _open_fds() -> dict[str, str]:
+    fds = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass  # the listing's own fd
+    return fds
+
+
 def _gone(map_ids: list[int], timeout: float = 3.0) -> bool:
     """Whether the kernel freed these maps (bpftool no longer finds their ids)."""
     bpftool = require_tool("bpftool")
@@ -188,8 +198,10 @@ def test_second_load_reuses_the_pinned_maps_at_parity(pin_build, pin_root, tmp_p
     before = _pinned(pin_root)
     reference, ours = tmp_path / "libbpf.mp", tmp_path / "ours.mp"
     assert _record_libbpf(pin_build, "pinned.bpf.o", pin_root, reference) == 0
+    fds_before = _open_fds()
     obj = _load_ours(pin_build, "pinned.bpf.o", pin_root, ours)
     assert not isinstance(obj, Exception), obj
+    assert _open_fds() == fds_before  # the fds of open("/") and BPF_OBJ_GET too
     assert [(m.pinned, m.reused) for m in obj.maps] == [(True, True), (True, True),
                                                         (False, False)]
     assert {n: m["id"] for n, m in _pinned(pin_root).items()} == \
@@ -264,3 +276,50 @@ def test_run_pin_root_option(pin_build, pin_root):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert sorted(_pinned(pin_root)) == sorted(PINNED)
+
+
+def test_pinned_meanwhile_is_reused_after_eexist(pin_build, pin_root, tmp_path):
+    """libbpf's race path: nothing pinned when it looked (BPF_OBJ_GET: ENOENT), but
+    BPF_OBJ_PIN then finds the path taken (EEXIST): it closes its new map and looks
+    again, once, reusing what is pinned there. The first BPF_OBJ_GET is made to
+    answer ENOENT; the pin (made by bpftool) and every other answer are real."""
+    import errno
+
+    from bpfreplay import sys as bsys
+    from bpfreplay.loader.kernel import load, open_object
+    from bpfreplay.loader.spec import load_spec
+    from bpfreplay.uapi import cmd_value
+
+    bpftool = require_tool("bpftool")
+    pin_root.mkdir(mode=0o700)
+    subprocess.run([bpftool, "map", "create", str(pin_root / "pinned_counts"), "type",
+                    "hash", "key", "4", "value", "8", "entries", "64", "name",
+                    "pinned_counts"], check=True)
+    theirs = _pinned(pin_root)["pinned_counts"]["id"]
+    obj_get, obj_pin = cmd_value("BPF_OBJ_GET"), cmd_value("BPF_OBJ_PIN")
+    calls: list[tuple[int, int]] = []
+
+    def racing(number, args):
+        if number == 321 and args[0] in (obj_get, obj_pin, cmd_value("BPF_MAP_CREATE")):
+            if args[0] == obj_get and not calls:
+                calls.append((args[0], errno.ENOENT))
+                return -1, errno.ENOENT
+            ret, err = bsys._libc_syscall(number, args)
+            calls.append((args[0], err))
+            return ret, err
+        return bsys._libc_syscall(number, args)
+
+    with bsys.override_syscall(racing):
+        obj = open_object(load_spec(pin_build / "pinned.bpf.o"), pin_root_path=str(pin_root))
+        try:
+            load(obj)
+            m = obj.map("pinned_counts")
+            with open(f"/proc/self/fdinfo/{m.fd}") as f:
+                map_id = int(next(line for line in f if line.startswith("map_id:")).split()[1])
+            assert (m.pinned, m.reused, map_id) == (True, True, theirs)
+        finally:
+            obj.close()
+    create = cmd_value("BPF_MAP_CREATE")
+    assert calls[:4] == [(obj_get, errno.ENOENT), (create, 0), (obj_pin, errno.EEXIST),
+                         (obj_get, 0)]
+    assert {n: m["id"] for n, m in _pinned(pin_root).items()}["pinned_counts"] == theirs
