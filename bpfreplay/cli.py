@@ -78,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_arguments(run)
     run.set_defaults(handler=replay.run)
+
+    from bpfreplay import compare_command
+
+    cmp = commands.add_parser(
+        "compare", help="the parity report of two trace files",
+        description="Compare two trace files call by call after the normalisation of "
+        "docs/parity.md (the first is the reference): exit 0 at full parity, 3 when both "
+        "loads failed at the same call with the same errno and log, 1 with differences.",
+    )
+    compare_command.add_arguments(cmp)
+    cmp.set_defaults(handler=compare_command.run)
     return parser
 
 

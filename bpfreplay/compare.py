@@ -439,16 +439,23 @@ def _object(call: dict[str, Any]) -> str:
 
     ret = call.get("ret")
     if isinstance(ret, str):
-        return ret.rsplit("#", 1)[0]
+        return _unnumbered(ret)
     if call["syscall"] == "close":
-        fd = call["args"]["fd"]
-        return fd.rsplit("#", 1)[0] if isinstance(fd, str) else ""
+        return _unnumbered(call["args"]["fd"])
     named = _NAMED_BY.get(call.get("cmd", ""))
     if named is not None:  # a failed PROG_LOAD or MAP_CREATE: the name it asked for
         name = call.get("fields", {}).get(named[1])
         return f"{named[0]}:{name}" if name else named[0]
     refs = references(call)
-    return refs[0].rsplit("#", 1)[0] if refs else ""
+    return _unnumbered(refs[0]) if refs else ""
+
+
+def _unnumbered(label: Any) -> str:
+    """``map:x#2`` -> ``map:x``; ``<mapping of map:x#1>`` -> ``mapping of map:x``."""
+    if not isinstance(label, str):
+        return ""
+    text = label.strip("<>")
+    return text.rsplit("#", 1)[0] if "#" in text else text
 
 
 def _signature(call: dict[str, Any], probe: str | None = None) -> str:
@@ -762,7 +769,7 @@ def load_failure(items: list[dict[str, Any]], probes: set[int] | frozenset[int] 
             log = (item.get("out") or {}).get("log_buf", "")
             if not isinstance(log, str):
                 log = str(log)
-            failure = Failure(index, _describe(item), int(item["errno"]),
+            failure = Failure(index, _signature(item, item.get("probe")), int(item["errno"]),
                               log.split("\0", 1)[0])
         else:
             failure = None

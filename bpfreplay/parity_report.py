@@ -1,5 +1,6 @@
-"""Printing a parity report: what matched, and each difference with its call, field
-and both values."""
+"""Printing a parity report: what matched, the differences grouped by kind (each with
+its call, field and both values), the application's own calls apart, the module-BTF
+walk's counts, and the outcome line."""
 
 from __future__ import annotations
 
@@ -7,14 +8,43 @@ import json
 import sys
 from typing import Any, TextIO
 
-from bpfreplay.compare import ParityReport
+from bpfreplay.compare import DIFFERENCES, FAILED_PARITY, PARITY, Difference, ParityReport
 
 _MAX_VALUE = 160
+_MAX_APPLICATION = 40  # application calls listed; the rest are counted
+_GROUPS = (
+    ("missing", "calls only in the reference"),
+    ("extra", "calls only in ours"),
+    ("moved", "calls made in another order"),
+    ("size", "attrs of another size"),
+    ("changed", "fields that differ"),
+)
 
 
 def _short(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= _MAX_VALUE else text[:_MAX_VALUE - 3] + "..."
+
+
+def _where(d: Difference | Any) -> str:
+    where = f"reference #{d.reference_index}" if d.reference_index is not None else ""
+    if d.our_index is not None:
+        where += (", " if where else "") + f"ours #{d.our_index}"
+    return where
+
+
+def outcome_line(report: ParityReport) -> str:
+    outcome = report.outcome
+    if outcome == PARITY:
+        return ("FULL PARITY: same calls, same order, same attrs, payloads and answers")
+    if outcome == FAILED_PARITY:
+        failure = report.reference_failure
+        assert failure is not None
+        log = "the same verifier log" if failure.log else "no log"
+        return (f"PARITY OF A FAILED LOAD: both failed at {failure.call} with "
+                f"{failure.errno_name} ({log}); every call up to it matches")
+    assert outcome == DIFFERENCES
+    return f"{len(report.differences) or 'the'} difference(s): NOT AT PARITY"
 
 
 def print_report(report: ParityReport, reference: str, ours: str,
@@ -23,19 +53,69 @@ def print_report(report: ParityReport, reference: str, ours: str,
           f"ours {ours} ({report.our_calls} calls)", file=out)
     print(f"parity: {report.matched} calls identical after normalisation "
           "(docs/parity.md)", file=out)
-    if report.at_parity:
-        print("parity: FULL PARITY: same calls, same order, same attrs, payloads and "
-              "answers", file=out)
+    _print_walk(report, out)
+    if report.teardown_skipped:
+        print(f"parity: the reference has no teardown (stopped before it): our "
+              f"{report.teardown_skipped} teardown call(s) not compared", file=out)
+    _print_application(report, out)
+    _print_failures(report, out)
+    if report.differences:
+        print(f"parity: {len(report.differences)} difference(s):", file=out)
+        for kind, title in _GROUPS:
+            group = [d for d in report.differences if d.kind == kind]
+            if group:
+                print(f"  {title} ({len(group)}):", file=out)
+            for d in group:
+                _print_difference(d, out)
+    print(f"parity: {outcome_line(report)}", file=out)
+
+
+def _print_difference(d: Difference, out: TextIO) -> None:
+    if d.kind in ("missing", "extra"):
+        print(f"    [{_where(d)}] {d.call}", file=out)
         return
-    print(f"parity: {len(report.differences)} difference(s):", file=out)
-    for d in report.differences:
-        where = f"reference #{d.reference_index}" if d.reference_index is not None else ""
-        if d.our_index is not None:
-            where += (", " if where else "") + f"ours #{d.our_index}"
-        print(f"  [{where}] {d.call}: {d.path}", file=out)
-        if d.path == "(whole call)":
-            side = "only in the reference" if d.our_index is None else "only in ours"
-            print(f"      {side}", file=out)
+    print(f"    [{_where(d)}] {d.call}: {d.path}", file=out)
+    if d.kind == "moved":
+        return
+    print(f"        reference: {_short(d.reference)}", file=out)
+    print(f"        ours:      {_short(d.ours)}", file=out)
+
+
+def _print_walk(report: ParityReport, out: TextIO) -> None:
+    walk = report.walk
+    if walk is None or not (walk.reference_walked or walk.our_walked):
+        return
+    for side, walked, kernel, foreign in (
+            ("reference", walk.reference_walked, walk.reference_kernel, walk.reference_foreign),
+            ("ours", walk.our_walked, walk.our_kernel, walk.our_foreign)):
+        if not walked:
+            print(f"parity: module-BTF walk: {side}: none", file=out)
+            continue
+        found = "; ".join(kernel) if kernel else "no kernel BTF"
+        print(f"parity: module-BTF walk: {side}: {found}; {foreign} foreign BTF object(s) "
+              "walked over (machine state, not compared)", file=out)
+
+
+def _print_application(report: ParityReport, out: TextIO) -> None:
+    calls = report.application
+    if not calls:
+        return
+    both = sum(1 for c in calls if c.reference_index is not None and c.our_index is not None)
+    print(f"parity: application section ({len(calls)} call(s), not loader differences; "
+          f"{both} made by both):", file=out)
+    for c in calls[:_MAX_APPLICATION]:
+        if c.reference_index is not None and c.our_index is not None:
+            side = "both, identical" if c.identical else "both, not identical"
         else:
-            print(f"      reference: {_short(d.reference)}", file=out)
-            print(f"      ours:      {_short(d.ours)}", file=out)
+            side = "reference only" if c.our_index is None else "ours only"
+        print(f"    [{_where(c)}] {c.call} ({side})", file=out)
+    if len(calls) > _MAX_APPLICATION:
+        print(f"    ... and {len(calls) - _MAX_APPLICATION} more", file=out)
+
+
+def _print_failures(report: ParityReport, out: TextIO) -> None:
+    for side, failure in (("the reference's", report.reference_failure),
+                          ("our", report.our_failure)):
+        if failure is not None:
+            print(f"parity: {side} load ended with #{failure.index} {failure.call} "
+                  f"({failure.errno_name})", file=out)
