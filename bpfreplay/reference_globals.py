@@ -46,7 +46,13 @@ class CarriedValue:
 
     def describe(self) -> str:
         def show(value: int | bytes) -> str:
-            return str(value) if isinstance(value, int) else value.hex()
+            if isinstance(value, int):
+                return str(value)
+            text = value.split(b"\0", 1)[0]
+            if text and text.isascii() and text.decode().isprintable() \
+                    and not any(value[len(text):]):
+                return '"' + text.decode() + '"'
+            return "0x" + value.hex()
 
         text = f"{self.section} {self.name} = {show(self.reference)}"
         if self.is_pid:
@@ -108,6 +114,7 @@ def carry_values(obj: Any, images: dict[str, ReferenceImage]) -> list[CarriedVal
     by_map: dict[str, list[Any]] = {}
     for var in variables(obj).values():
         by_map.setdefault(var.map_name, []).append(var)
+    integers = _integer_variables(obj)
     carried = []
     for m in obj.maps:
         if m.spec.kind not in _DATA_KINDS:
@@ -121,12 +128,32 @@ def carry_values(obj: Any, images: dict[str, ReferenceImage]) -> list[CarriedVal
             theirs = image.value[var.offset:end]
             if len(theirs) != var.size or theirs == initial[var.offset:end]:
                 continue
-            carried.append(_carry(m, var, theirs, image.pid))
+            integer = (m.spec.real_name, var.offset) in integers
+            carried.append(_carry(m, var, theirs, image.pid, integer))
     return carried
 
 
-def _carry(m: Any, var: Any, theirs: bytes, reference_pid: int) -> CarriedValue:
-    if var.size in (1, 2, 4, 8):
+def _integer_variables(obj: Any) -> set[tuple[str, int]]:
+    """(section, offset) of the variables whose type is an integer (or an enum)."""
+    from bpfreplay.decode.btf import Kind
+
+    btf = obj.spec.btf
+    found: set[tuple[str, int]] = set()
+    if btf is None:
+        return found
+    for m in obj.maps:
+        datasec = btf.by_name(m.spec.real_name, Kind.DATASEC)
+        for info in datasec.secinfos if datasec is not None else ():
+            var = btf.type(info.type)
+            base = btf.skip_modifiers(var.ref) if var is not None else None
+            if base is not None and base.kind in (Kind.INT, Kind.ENUM, Kind.ENUM64):
+                found.add((m.spec.real_name, info.offset))
+    return found
+
+
+def _carry(m: Any, var: Any, theirs: bytes, reference_pid: int,
+           integer: bool) -> CarriedValue:
+    if integer and var.size in (1, 2, 4, 8):
         value = int.from_bytes(theirs, "little", signed=var.signed)
         if var.size >= 4 and reference_pid and value == reference_pid:
             ours = os.getpid()
