@@ -6,6 +6,8 @@ is pinned is read back with bpftool. Every test works in its own directory under
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import re
@@ -30,10 +32,16 @@ _KERNEL_ADDRESS = re.compile(r"\b0xffff[0-9a-f]{12}\b")
 
 
 @pytest.fixture(scope="module")
-def pin_build() -> Path:
-    require_kernel()
+def pin_objects() -> Path:
+    """tests/data/pin/build, made (the objects and pin_load)."""
     _built(PIN_DATA / "build" / "pin_rejected.bpf.o", PIN_DATA)
     return _built(PIN_DATA / "build" / "pin_load", PIN_DATA).parent
+
+
+@pytest.fixture
+def pin_build(pin_objects: Path) -> Path:
+    require_kernel()
+    return pin_objects
 
 
 @pytest.fixture
@@ -132,24 +140,78 @@ def _gone(map_ids: list[int], timeout: float = 3.0) -> bool:
 # ------------------------------------------------------------------ pure
 
 
-def test_pin_path_is_root_and_full_map_name(pin_build):
-    """build_map_pin_path(): the root (None: /sys/fs/bpf) and the map's whole name, not
-    the 15 bytes the kernel keeps; unpinned maps have none; a path past PATH_MAX
-    fails at open as libbpf's does."""
+class _OpenOpts(ctypes.Structure):
+    # the head of libbpf 1.1.2's struct bpf_object_open_opts, up to pin_root_path
+    _fields_ = [("sz", ctypes.c_size_t), ("object_name", ctypes.c_char_p),
+                ("relaxed_maps", ctypes.c_bool), ("pin_root_path", ctypes.c_char_p)]
+
+
+def _libbpf_pin_paths(path: Path, root: str | None) -> dict[str, str | None] | None:
+    """map name -> bpf_map__pin_path() after the system libbpf's bpf_object__open_file()
+    with this pin_root_path (None when libbpf refuses to open)."""
+    name = ctypes.util.find_library("bpf")
+    if name is None:
+        pytest.skip("needs libbpf.so")
+    lib = ctypes.CDLL(name)  # a handle of our own: its prototypes are ours
+    vp = ctypes.c_void_p
+    lib.bpf_object__open_file.restype = vp
+    lib.bpf_object__open_file.argtypes = [ctypes.c_char_p, ctypes.POINTER(_OpenOpts)]
+    lib.bpf_object__next_map.restype, lib.bpf_object__next_map.argtypes = vp, [vp, vp]
+    lib.bpf_map__name.restype, lib.bpf_map__name.argtypes = ctypes.c_char_p, [vp]
+    lib.bpf_map__pin_path.restype, lib.bpf_map__pin_path.argtypes = ctypes.c_char_p, [vp]
+    lib.bpf_object__close.argtypes = [vp]
+    lib.libbpf_set_print.restype, lib.libbpf_set_print.argtypes = vp, [vp]
+    lib.libbpf_set_print(None)
+    opts = _OpenOpts(ctypes.sizeof(_OpenOpts), None, False,
+                     root.encode() if root is not None else None)
+    obj = lib.bpf_object__open_file(str(path).encode(), ctypes.byref(opts))
+    if not obj:
+        return None
+    try:
+        out = {}
+        m = lib.bpf_object__next_map(obj, None)
+        while m:
+            pin = lib.bpf_map__pin_path(m)
+            out[lib.bpf_map__name(m).decode()] = pin.decode() if pin else None
+            m = lib.bpf_object__next_map(obj, m)
+        return out
+    finally:
+        lib.bpf_object__close(obj)
+
+
+def _our_pin_paths(path: Path, root: str | None) -> dict[str, str | None] | None:
     from bpfreplay.loader.kernel import open_object
     from bpfreplay.loader.spec import load_spec
 
-    spec = load_spec(pin_build / "pinned.bpf.o")
-    obj = open_object(spec)
     try:
-        assert {m.spec.name: m.pin_path for m in obj.maps} == {
-            "pinned_counts": "/sys/fs/bpf/pinned_counts",
-            "pinned_array_with_long_name": "/sys/fs/bpf/pinned_array_with_long_name",
-            "private_total": None}
+        obj = open_object(load_spec(path), pin_root_path=root)
+    except LoaderError:
+        return None
+    try:
+        return {m.spec.name: m.pin_path for m in obj.maps}
     finally:
         obj.close()
-    with pytest.raises(LoaderError, match="pinned_counts.*couldn't build pin path"):
-        open_object(spec, pin_root_path="/" + "x" * 4096)
+
+
+_LONGEST = "pinned_array_with_long_name"
+
+
+@pytest.mark.parametrize("root", [
+    None, "/sys/fs/bpf/some/where", "relative/dir", "", "/trailing/",
+    "/" + "r" * (4095 - 2 - len(_LONGEST)),  # the longest path that fits PATH_MAX
+    "/" + "r" * (4096 - 2 - len(_LONGEST))])  # one byte too long: open fails
+def test_pin_paths_are_libbpfs(pin_objects, root):
+    """build_map_pin_path() at open, against the system libbpf's bpf_map__pin_path():
+    the root (None: /sys/fs/bpf) and the map's whole name (not the 15 bytes the kernel
+    keeps) joined with '/', as given ("" and a trailing '/' included); none for maps
+    not pinned; a path of PATH_MAX bytes or more fails the open."""
+    path = pin_objects / "pinned.bpf.o"
+    theirs = _libbpf_pin_paths(path, root)
+    assert _our_pin_paths(path, root) == theirs
+    if root is None:
+        assert theirs is not None and theirs[_LONGEST] == f"/sys/fs/bpf/{_LONGEST}"
+    if root is not None and len(root) > 4000:
+        assert (theirs is None) == (len(root) + 1 + len(_LONGEST) >= 4096)
 
 
 # ---------------------------------------------------------------- kernel
