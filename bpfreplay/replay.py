@@ -138,8 +138,10 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
 
             for carried in carry_values(obj, reference.images):
                 print(f"bpfreplay: from the reference: {carried.describe()}", file=sys.stderr)
+        step = "load"
         try:
             load(obj, LoadOptions())
+            step = "attach"
             notes = attach_all(obj)
         except LoaderError as e:
             if isinstance(e, ProgramLoadError):
@@ -147,7 +149,7 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
             if reference is None:
                 raise
             print(f"bpfreplay: error: {e}", file=sys.stderr)
-            print("bpfreplay: our load failed; comparing it with the reference's",
+            print(f"bpfreplay: our {step} failed; comparing it with the reference",
                   file=sys.stderr)
             return FAILED
         attached = True
