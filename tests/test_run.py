@@ -83,6 +83,7 @@ def _strace_sequence(tmp_path: Path, name: str, *argv: str) -> list[str]:
         call, args, ret, rest = m.groups()
         if call == "close" and args not in names:
             continue
+        closed_fd = args if call == "close" else None
         if call == "ioctl" and "PERF_EVENT_IOC" not in args:
             continue
         args = re.sub(r"0x[0-9a-f]{6,}", "PTR", args)
@@ -95,8 +96,8 @@ def _strace_sequence(tmp_path: Path, name: str, *argv: str) -> list[str]:
             made += 1
             names[ret] = f"FD{made}"
             ret = names[ret]
-        if call == "close":
-            names.pop(re.sub(r"FD\d+", "", args) or args, None)
+        if closed_fd is not None:
+            names.pop(closed_fd, None)  # the number may be reused by a file: not ours
         out.append(f"{call}({args}) = {ret}{rest.split('(')[0].rstrip()}")
     return out
 

@@ -172,6 +172,11 @@ class Btf:
         return None
 
     def string_at(self, offset: int) -> str:
+        if self.base is not None:  # split BTF: offsets continue the base's strings
+            base_len = len(self.base.strings)
+            if offset < base_len:
+                return _string_at(self.base.strings, offset)
+            return _string_at(self.strings, offset - base_len)
         return _string_at(self.strings, offset)
 
     def skip_modifiers(self, type_id: int) -> Type | None:
@@ -246,11 +251,16 @@ def parse_btf(blob: bytes, base: Btf | None = None) -> Btf:
     if strings and strings[0] != 0 and base is None:
         raise DecodeError("BTF string section does not start with an empty string")
     start_id = len(base) if base is not None else 1
-    types = _parse_types(blob, types_start, types_start + header.type_len, strings, start_id)
+    types = _parse_types(blob, types_start, types_start + header.type_len, strings, start_id,
+                         base.strings if base is not None else b"")
     return Btf(header, types, strings, start_id, base)
 
 
-def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int) -> list[Type]:
+def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int,
+                 base_strings: bytes = b"") -> list[Type]:
+    """The type records; in split BTF (``base_strings`` given) a name offset below the
+    base's string section names a base string, the rest the split BTF's own strings
+    (the kernel's btf_str_by_offset())."""
     types: list[Type] = []
     append = types.append
     unpack_type = _TYPE.unpack_from
@@ -260,10 +270,16 @@ def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int) 
     sizes = KIND_RECORD_SIZES
     sized = _SIZED_INTS
 
+    base_len = len(base_strings)
+
     def name_of(offset: int) -> str:
         hit = names.get(offset)
         if hit is None:
-            hit = names[offset] = _string_at(strings, offset)
+            if offset < base_len:
+                hit = _string_at(base_strings, offset)
+            else:
+                hit = _string_at(strings, offset - base_len)
+            names[offset] = hit
         return hit
 
     while pos < end:

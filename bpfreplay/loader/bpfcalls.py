@@ -326,3 +326,26 @@ def btf_info(fd: int, name_len: int) -> tuple[bytes, str]:
     attr.set("bpf_fd", fd).set("info_len", len(info)).set("info", keep.address_of(info))
     attr.call()
     return bytes(info), name_buf.value.decode(errors="replace")
+
+
+# btf_get_from_fd(): a first guess at the size of a BTF object's data.
+BTF_DATA_GUESS = 4096
+
+
+def btf_data(fd: int) -> bytes:
+    """libbpf 1.1.2 btf_get_from_fd()'s queries: OBJ_GET_INFO_BY_FD with a 4 KiB buffer,
+    and once more with a buffer of the size the kernel reported if that was larger."""
+    size = BTF_DATA_GUESS
+    for _ in range(2):
+        keep = bsys.Buffers()
+        address, buf = keep.zeroed(size)
+        info = bytearray(BTF_INFO_SIZE)
+        struct.pack_into("<QI", info, 0, address, size)
+        attr = Attr(BPF_OBJ_GET_INFO_BY_FD, INFO_SIZE)
+        attr.set("bpf_fd", fd).set("info_len", len(info)).set("info", keep.address_of(info))
+        attr.call()
+        reported = struct.unpack_from("<I", info, 8)[0]
+        if reported <= size:
+            return bytes(buf.raw[:reported])
+        size = reported
+    raise OSError(errno_codes.E2BIG, "BTF object grew between two queries")

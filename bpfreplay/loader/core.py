@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 import weakref
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bpfreplay.decode.btf import Btf, Kind, Type
 from bpfreplay.errors import LoaderError
@@ -730,12 +731,21 @@ def _poison(insns: bytearray, pos: int, both: bool) -> None:
 # ------------------------------------------------------------------ the object
 
 
-def apply_core_relocations(obj: ObjectSpec, target: Btf | CoreTarget,
+class CandidateSource(Protocol):
+    """Where candidates come from: a CoreTarget (one BTF), or the loader's KernelBtf
+    (vmlinux, then module BTFs where vmlinux has none: bpf_core_find_cands())."""
+
+    def candidates(self, local_btf: Btf, local_id: int) -> list[tuple[Btf, int]]: ...
+
+
+def apply_core_relocations(obj: ObjectSpec, target: Btf | CandidateSource,
                            ) -> dict[tuple[int, int], bytes]:
     """Every program's instructions with its CO-RE relocations applied, keyed by
     (section index, instruction offset) — libbpf's bpf_object__relocate_core(), which
-    runs once per object, record by record in .BTF.ext order, with one candidate cache.
-    Programs without CO-RE records (and programs not autoloaded) are left out."""
+    runs once per object, record by record in .BTF.ext order, with one candidate cache
+    (so a type's candidates are searched once, and module BTFs walked at the first type
+    vmlinux has none for). Programs without CO-RE records (and programs not autoloaded)
+    are left out."""
     if not obj.core_relos:
         return {}
     if obj.btf is None:

@@ -18,6 +18,8 @@ from bpfreplay.loader.elf import SHN_UNDEF, STB_GLOBAL, STB_WEAK, STT_NOTYPE, El
 from bpfreplay.loader.spec import ExternKind, ExternSpec, KconfigType
 
 if TYPE_CHECKING:
+    from bpfreplay.decode.btf import Type
+    from bpfreplay.loader.kernel_btf import KernelBtf, ModuleBtf
     from bpfreplay.loader.relocate import KsymValue
 
 KCONFIG_SEC = ".kconfig"
@@ -358,12 +360,15 @@ def _set_num(e: ExternSpec, data: bytearray, value: int) -> None:
 
 
 def resolve_ksyms(externs: tuple[ExternSpec, ...] | list[ExternSpec], local_btf: Btf | None,
-                  vmlinux: Btf | None, kallsyms: str | None) -> dict[str, KsymValue]:
-    """libbpf's resolution of __ksym externs, for kernel BTF only (no modules): typed
-    variables and kfuncs by name in ``vmlinux`` (checked compatible with the local
-    declaration), typeless variables by name in ``kallsyms`` (/proc/kallsyms text).
+                  kernel: KernelBtf | Btf | None, kallsyms: str | None) -> dict[str, KsymValue]:
+    """libbpf 1.1.2's resolution of __ksym externs (bpf_object__resolve_externs): typeless
+    variables by name in ``kallsyms`` (/proc/kallsyms text) first; then typed variables
+    and kfuncs in extern order (bpf_object__resolve_ksyms_btf_id), each by name in
+    vmlinux BTF and, only if vmlinux lacks it, in module BTFs (find_ksym_btf_id, which
+    walks them then), checked compatible with the local declaration. A variable found in
+    a module carries that module's BTF fd; a kfunc, the index of that fd in fd_array.
     Unresolved weak externs are left out (relocated as zero); unresolved strong ones
-    are a LoaderError, as in libbpf."""
+    are a LoaderError, as in libbpf. ``kernel`` may be a bare Btf (vmlinux, no modules)."""
     from bpfreplay.loader.core import types_are_compat
     from bpfreplay.loader.relocate import KsymValue
 
@@ -387,25 +392,42 @@ def resolve_ksyms(externs: tuple[ExternSpec, ...] | list[ExternSpec], local_btf:
         if not e.ksym_type_id:
             continue
         what = "func" if e.is_func else "var"
-        target = vmlinux.by_name(e.name, Kind.FUNC if e.is_func else Kind.VAR) \
-            if vmlinux is not None else None
-        if target is None:
+        found = _find_ksym(kernel, e.name, Kind.FUNC if e.is_func else Kind.VAR)
+        if found is None:
             if e.is_weak:
                 continue
-            raise LoaderError(f"extern ({what} ksym) '{e.name}': not found in kernel BTF")
-        assert local_btf is not None and vmlinux is not None
+            where = "kernel or module BTFs" if e.is_func else "kernel BTF"
+            raise LoaderError(f"extern ({what} ksym) '{e.name}': not found in {where}")
+        assert local_btf is not None
+        target_btf, target, module = found
         target_type = target.ref
         if not e.is_func:
-            _, target_type = btf_util.skip_mods_and_typedefs(vmlinux, target.ref)
+            _, target_type = btf_util.skip_mods_and_typedefs(target_btf, target.ref)
         try:
-            compatible = types_are_compat(local_btf, e.ksym_type_id, vmlinux, target_type)
+            compatible = types_are_compat(local_btf, e.ksym_type_id, target_btf, target_type)
         except Exception:  # noqa: BLE001 - core's _Fail: libbpf treats errors as "no"
             compatible = 0
         if compatible <= 0:
             raise LoaderError(f"extern ({what} ksym) '{e.name}': incompatible types with "
                               f"kernel [{target.id}]")
-        out[e.name] = KsymValue(btf_id=target.id)
+        if module is None:
+            out[e.name] = KsymValue(btf_id=target.id)
+        elif e.is_func:
+            assert not isinstance(kernel, Btf) and kernel is not None
+            out[e.name] = KsymValue(btf_id=target.id, btf_fd_idx=kernel.kfunc_fd_index(module))
+        else:
+            out[e.name] = KsymValue(btf_id=target.id, btf_obj_fd=module.fd)
     for e in ksyms:
         if e.name not in out and not e.is_weak and not e.ksym_type_id and not e.is_func:
             raise LoaderError(f"extern '{e.name}' (strong): not resolved")
     return out
+
+
+def _find_ksym(kernel: KernelBtf | Btf | None, name: str,
+               kind: int) -> tuple[Btf, Type, ModuleBtf | None] | None:
+    if kernel is None:
+        return None
+    if isinstance(kernel, Btf):
+        found = kernel.by_name(name, kind)
+        return (kernel, found, None) if found is not None else None
+    return kernel.find_ksym(name, kind)

@@ -24,6 +24,7 @@ from bpfreplay import sys as bsys
 from bpfreplay.errors import LoaderError
 from bpfreplay.loader import bpfcalls
 from bpfreplay.loader.features import Features, probe_loading
+from bpfreplay.loader.kernel_btf import KernelBtf
 from bpfreplay.loader.relocate import RelocatedProgram
 from bpfreplay.loader.spec import MapKind, MapSpec, ObjectSpec, ProgramSpec
 from bpfreplay.uapi import enum_values
@@ -91,19 +92,23 @@ class LoadedProgram:
 @dataclass
 class Link:
     """An attachment. ``kind``: "perf" (perf event + BPF link or SET_BPF), "raw_tp",
-    "link" (a plain BPF link)."""
+    "link" (a plain BPF link), "usdt" (uprobe links; ``destroy`` tears them down)."""
 
     program: str
     kind: str
     fd: int
     perf_fd: int = -1
     target: str = ""
+    destroy: Callable[[], None] | None = None  # a link whose teardown is its own
 
 
 @dataclass
 class LoadOptions:
     log_level: int = 0  # 0: ask for the verifier log only after a failure, as libbpf
-    vmlinux_btf_path: str = "/sys/kernel/btf/vmlinux"
+    vmlinux_btf_path: str = "/sys/kernel/btf/vmlinux"  # another path: an override
+
+
+VMLINUX_BTF = LoadOptions.vmlinux_btf_path
 
 
 @dataclass
@@ -118,7 +123,7 @@ class LoadedObject:
     closed: bool = False
     warnings: list[str] = field(default_factory=list)  # what libbpf would only warn about
     ksyms: dict[str, Any] = field(default_factory=dict)  # resolved __ksym externs
-    vmlinux: Any = None  # the kernel's parsed BTF, while loading (if the object needs it)
+    kernel_btf: Any = None  # KernelBtf while loading: vmlinux and module BTFs (kernel_btf.py)
 
     def map(self, name: str) -> LoadedMap:
         for m in self.maps:
@@ -182,6 +187,9 @@ def _close_quietly(fd: int) -> None:
 
 def _destroy_link(link: Link) -> None:
     """bpf_link__destroy() for each kind of link libbpf makes."""
+    if link.destroy is not None:
+        link.destroy()
+        return
     if link.kind == "perf":
         try:
             bsys.ioctl(link.perf_fd, PERF_EVENT_IOC_DISABLE, 0)
@@ -256,14 +264,20 @@ def _load(obj: LoadedObject, options: LoadOptions) -> None:
         raise LoaderError(f"loading object '{spec.name}': the kernel refuses even a trivial "
                           f"program: {e.strerror} (is bpf() allowed for this user?)") from e
     vmlinux = _vmlinux_btf(options) if spec.needs_vmlinux_btf else None
-    obj.vmlinux = vmlinux
-    kconfig_image = _resolve_externs(obj, vmlinux)
-    _load_btf(obj)
-    _sanitize_maps(obj)
-    _create_maps(obj, kconfig_image)
-    relocated = _relocate(obj, vmlinux)
-    _load_programs(obj, relocated, options)
-    obj.vmlinux = None  # libbpf frees vmlinux BTF at the end of load, too
+    kernel_btf = obj.kernel_btf = KernelBtf(
+        vmlinux, features, overridden=options.vmlinux_btf_path != VMLINUX_BTF)
+    try:
+        kconfig_image = _resolve_externs(obj, kernel_btf)
+        _load_btf(obj)
+        _sanitize_maps(obj)
+        _create_maps(obj, kconfig_image)
+        relocated = _relocate(obj, kernel_btf)
+        _load_programs(obj, relocated, options)
+    finally:
+        # bpf_object_load() closes the module BTF fds and frees vmlinux BTF at its end,
+        # whether the load worked or not (before unloading on error).
+        kernel_btf.close()
+        obj.kernel_btf = None
     _remap_data_maps(obj)
 
 
@@ -278,7 +292,7 @@ def _vmlinux_btf(options: LoadOptions):  # noqa: ANN202 - a Btf
                           f"{e.strerror}") from e
 
 
-def _resolve_externs(obj: LoadedObject, vmlinux: object) -> bytes | None:
+def _resolve_externs(obj: LoadedObject, kernel_btf: Any) -> bytes | None:
     """bpf_object__resolve_externs(): the .kconfig map's bytes (Kconfig from
     /proc/config.gz or /boot, LINUX_* values, the bpf_cookie/syscall_wrapper probes
     only if asked for) and the __ksym externs (kept for relocation)."""
@@ -309,7 +323,7 @@ def _resolve_externs(obj: LoadedObject, vmlinux: object) -> bytes | None:
                 kallsyms = f.read()
         except OSError:
             pass
-        obj.ksyms = resolve_ksyms(externs, obj.spec.btf, vmlinux, kallsyms)
+        obj.ksyms = resolve_ksyms(externs, obj.spec.btf, kernel_btf, kallsyms)
     return image
 
 
@@ -499,59 +513,34 @@ def _populate_data_map(obj: LoadedObject, m: LoadedMap, kconfig_image: bytes | N
 # ----------------------------------------------------------------- programs
 
 
-def _relocate(obj: LoadedObject, vmlinux: object) -> dict[str, RelocatedProgram]:
-    """bpf_object__relocate(): map fds into ld_imm64, subprograms appended, CO-RE
-    against the kernel's BTF (the spec stage's pure relocation); func/line info kept
-    only if the kernel takes it (libbpf asks FEAT_BTF_FUNC here)."""
+def _relocate(obj: LoadedObject, kernel_btf: Any) -> dict[str, RelocatedProgram]:
+    """bpf_object__relocate(): CO-RE for the whole object first (bpf_object__relocate_core,
+    candidates from vmlinux, and from module BTFs only where vmlinux has none), then per
+    program map fds into ld_imm64 and subprograms appended; func/line info kept only if
+    the kernel takes it (libbpf asks FEAT_BTF_FUNC here)."""
+    from bpfreplay.loader.core import apply_core_relocations
     from bpfreplay.loader.relocate import relocate_program
 
     fds = [m.fd for m in obj.maps]
-    if obj.spec.core_relos:
-        _load_module_btfs(obj)  # bpf_core_find_cands() looks through them after vmlinux
+    core_insns = {}
+    if obj.spec.core_relos and obj.spec.btf_ext is not None:
+        try:
+            core_insns = apply_core_relocations(obj.spec, kernel_btf)
+        except LoaderError as e:
+            raise LoaderError(f"object '{obj.spec.name}': failed to perform CO-RE "
+                              f"relocations: {e}") from e
     btf_func = obj.features.supports("btf_func") if obj.spec.btf_ext is not None else True
     out = {}
     for p in obj.programs:
         if not p.spec.autoload:
             continue
         try:
-            out[p.spec.name] = relocate_program(obj.spec, p.spec, fds, target_btf=vmlinux,
+            out[p.spec.name] = relocate_program(obj.spec, p.spec, fds, core_insns=core_insns,
                                                 ksyms=obj.ksyms or None, btf_func=btf_func,
                                                 probe_read_kernel=True)
         except LoaderError as e:
             raise LoaderError(f"prog '{p.spec.name}': relocating: {e}") from e
     return out
-
-
-def _load_module_btfs(obj: LoadedObject) -> None:
-    """load_module_btfs(): walk every BTF object of the kernel, keeping the modules' (a
-    name other than vmlinux and kernel_btf set). This kernel's CO-RE candidates come
-    from vmlinux only: a module BTF is an error here rather than a silent difference."""
-    if not obj.features.supports("module_btf"):
-        return
-    btf_id = 0
-    while True:
-        try:
-            btf_id = bpfcalls.btf_get_next_id(btf_id)
-        except OSError as e:
-            if e.errno == errno_codes.ENOENT:
-                return
-            raise LoaderError(f"failed to iterate BTF objects: {e.strerror}") from e
-        try:
-            fd = bpfcalls.btf_get_fd_by_id(btf_id)
-        except OSError as e:
-            if e.errno == errno_codes.ENOENT:
-                continue  # unloaded meanwhile, as libbpf expects
-            raise LoaderError(f"failed to get BTF object #{btf_id} FD: {e.strerror}") from e
-        try:
-            info, name = bpfcalls.btf_info(fd, 64)
-        except OSError as e:
-            _close_quietly(fd)
-            raise LoaderError(f"failed to get BTF object #{btf_id} info: {e.strerror}") from e
-        kernel_btf = struct.unpack_from("<I", info, 28)[0]
-        _close_quietly(fd)
-        if kernel_btf and name != "vmlinux":
-            raise LoaderError(f"module BTF '{name}' (#{btf_id}): CO-RE against module BTFs "
-                              "is not supported yet")
 
 
 def _sanitize_insns(obj: LoadedObject, insns: bytes) -> bytes:
@@ -600,6 +589,8 @@ def _prog_load_attrs(obj: LoadedObject, prog: ProgramSpec, r: RelocatedProgram,
     load = bpfcalls.ProgLoad(prog.prog_type, r.insns, license=obj.spec.license,
                              name=prog.name, kern_version=kern_version)
     load.expected_attach_type = prog.expected_attach_type
+    if obj.kernel_btf is not None:
+        load.fd_array = obj.kernel_btf.fd_array_bytes()  # module BTF fds of kfuncs
     if obj.btf_fd >= 0 and obj.features.supports("btf_func"):
         load.prog_btf_fd = obj.btf_fd
         if r.func_info:
@@ -614,7 +605,7 @@ def _prog_load_attrs(obj: LoadedObject, prog: ProgramSpec, r: RelocatedProgram,
         load.expected_attach_type = 0
     load.prog_flags |= prog.prog_flags
     if flags & SecFlags.ATTACH_BTF:
-        load.attach_btf_id = _attach_btf_id(obj, prog)
+        load.attach_btf_id, load.attach_btf_obj_fd = _attach_btf_id(obj, prog)
     return load
 
 
@@ -628,10 +619,10 @@ _ATTACH_BTF_NAMES = {
 }
 
 
-def _attach_btf_id(obj: LoadedObject, prog: ProgramSpec) -> int:
-    """libbpf_find_attach_btf_id() for targets in vmlinux: the id of the TYPEDEF
-    btf_trace_<name> (tp_btf), FUNC bpf_lsm_<name> (lsm), bpf_iter_<name> (iter) or
-    <name> (fentry/fexit/fmod_ret) in the kernel's BTF."""
+def _attach_btf_id(obj: LoadedObject, prog: ProgramSpec) -> tuple[int, int]:
+    """libbpf_find_attach_btf_id() / find_kernel_btf_id(): (type id, BTF object fd) of
+    the TYPEDEF btf_trace_<name> (tp_btf), FUNC bpf_lsm_<name> (lsm), bpf_iter_<name>
+    (iter) or <name> (fentry/fexit/fmod_ret): in vmlinux (fd 0), else in a module."""
     from bpfreplay.decode.btf import Kind
 
     if "/" not in prog.section:
@@ -639,12 +630,14 @@ def _attach_btf_id(obj: LoadedObject, prog: ProgramSpec) -> int:
                           f"section '{prog.section}'")
     target = prog.section.split("/", 1)[1]
     prefix, kind = _ATTACH_BTF_NAMES.get(prog.expected_attach_type, ("", "FUNC"))
-    vmlinux = obj.vmlinux
-    found = vmlinux.by_name(prefix + target, Kind[kind]) if vmlinux is not None else None
+    found = obj.kernel_btf.find_attach_target(prefix + target, Kind[kind]) \
+        if obj.kernel_btf is not None else None
     if found is None:
-        raise LoaderError(f"prog '{prog.name}': {prefix + target} is not found in vmlinux "
-                          "BTF (module BTF is not searched yet)")
-    return found.id
+        raise LoaderError(f"prog '{prog.name}': failed to find kernel BTF type ID of "
+                          f"'{target}' ({prefix + target} is in neither vmlinux nor module "
+                          "BTFs): -ESRCH")
+    found_type, module = found
+    return found_type.id, module.fd if module is not None else 0
 
 
 def _prog_load_with_log(prog: ProgramSpec, load: bpfcalls.ProgLoad, features: Features,
