@@ -6,9 +6,9 @@ PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
 REF      := reference/libbpf-bootstrap
-DEB_PKGS := clang llvm llvm-22 libbpf-dev bpftool libelf-dev zlib1g-dev strace make gcc pkg-config systemtap-sdt-dev
+DEB_PKGS := clang llvm llvm-22 libbpf-dev bpftool libelf-dev zlib1g-dev strace make gcc pkg-config systemtap-sdt-dev clang-22
 
-.PHONY: setup system venv reference testprogs traces demo test lint bench clean
+.PHONY: setup system venv reference testprogs traces demo test lint bench clean parity
 
 setup: system venv
 
@@ -40,9 +40,15 @@ testprogs: system
 	$(MAKE) -s -C tests/progs
 	$(MAKE) -s -C tests/data/loader all skels
 	$(MAKE) -s -C tests/data/run all skels
+	$(MAKE) -s -C tests/corpus all skels
 	$(MAKE) -s -C tests/data/iter
 	$(MAKE) -s -C tests/data/usdt
 	$(MAKE) -s -C tests/data/pin
+
+# The parity table of the differential corpus (tests/corpus: refload on the system
+# libbpf against `bpfreplay run --compare`, object by object) -> docs/parity-table.md
+parity: setup reference testprogs
+	$(BIN)/python tools/parity_table.py
 
 # The example traces kept in traces/ (regenerate after changing the reference).
 traces: setup reference
@@ -73,4 +79,5 @@ clean:
 	$(MAKE) -s -C tests/progs clean || true
 	$(MAKE) -s -C tests/data/loader clean || true
 	$(MAKE) -s -C tests/data/run clean || true
+	$(MAKE) -s -C tests/corpus clean || true
 	$(MAKE) -s -C tests/data/usdt clean || true

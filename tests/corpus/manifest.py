@@ -1,0 +1,123 @@
+"""The differential corpus: every object `make parity` (tools/parity_table.py) and
+tests/test_corpus.py load twice, with the C reference loader refload on the system
+libbpf and with `bpfreplay run`, and what each object covers.
+
+Objects of tests/corpus/ are built by tests/corpus/Makefile; the corpus also takes the
+loader test objects of tests/data/ and the reference minimal instead of duplicating
+them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+CORPUS_DIR = ROOT / "tests" / "corpus"
+BUILD = CORPUS_DIR / "build"
+REFLOAD = BUILD / "refload"
+TARGET = BUILD / "target"
+PIN_ROOT = Path("/sys/fs/bpf")
+
+# outcomes (bpfreplay.compare's names)
+PARITY, FAILED_PARITY = "parity", "failed_parity"
+
+
+@dataclass(frozen=True)
+class CorpusObject:
+    name: str  # the table's name for it
+    path: Path  # the built object
+    covers: str  # what it covers, for the table
+    expect: str = PARITY  # PARITY, or FAILED_PARITY for a load this kernel refuses
+    globals: tuple[str, ...] = ()  # NAME=pid set before load (refload -s, run --set)
+    pins: tuple[str, ...] = ()  # pin names under PIN_ROOT, removed before and after
+    pending: str | None = None  # a feature another change is still building
+
+    @property
+    def make_dir(self) -> Path:
+        return self.path.parent.parent
+
+
+def _own(name: str, covers: str, **kw) -> CorpusObject:
+    return CorpusObject(name, BUILD / f"{name}.bpf.o", covers, **kw)
+
+
+def _data(kind: str, name: str, covers: str, **kw) -> CorpusObject:
+    return CorpusObject(f"{kind}/{name}", ROOT / "tests" / "data" / kind / "build" /
+                        f"{name}.bpf.o", covers, **kw)
+
+
+_ITER = "iter/ auto-attach (BPF_LINK_CREATE for iterators) is being added to the loader"
+_LOG_ADDRESS = ("compare: the verifier log holds the map's kernel address (ld_imm64 line "
+                "'r1 = 0xffff...'), different in every load")
+_MODULE_BTF = "the loader's module-BTF walk is being moved to where libbpf 1.1.2 makes it"
+
+CORPUS: tuple[CorpusObject, ...] = (
+    # libbpf-bootstrap example kinds
+    CorpusObject("reference/minimal", ROOT / "reference" / "libbpf-bootstrap" /
+                 "minimal.bpf.o", "the reference minimal (tracepoint, .bss pid filter)",
+                 globals=("my_pid",)),
+    _own("minimal", "minimal: tracepoint, pid filter in .bss set before load",
+         globals=("my_pid",)),
+    _own("minimal_legacy", "minimal_legacy: pid filter in an array map, no globals"),
+    _own("minimal_ns", "minimal_ns: bpf_get_ns_current_pid_tgid, dev/ino in .bss"),
+    _own("bootstrap", "bootstrap: ring buffer, CO-RE reads, const volatile config, hash"),
+    _own("bootstrap_legacy", "bootstrap_legacy: perf event array, per-CPU array, CO-RE"),
+    _own("uprobe", "uprobe/uretprobe on our target by name, uprobe by func+offset"),
+    _own("usdt", "usdt/ on our target (arguments via usdt.bpf.h), a bare SEC(\"usdt\")"),
+    _own("sockfilter", "sockfilter: socket filter, array and ring buffer (not attached)"),
+    _own("tc", "tc: SEC(\"tc\") classifier, direct packet access (not attached)"),
+    _own("task_iter", "task_iter: iter/task with BPF_SEQ_PRINTF", pending=_ITER),
+    _own("profile", "profile: perf_event program, stack trace map, ring buffer"),
+    _own("kprobe", "kprobe/kretprobe with BPF_KPROBE (no kprobes here: attach fails)",
+         expect=FAILED_PARITY),
+    _own("ksyscall", "ksyscall/kretsyscall (no kprobes here: attach fails)",
+         expect=FAILED_PARITY),
+    _own("fentry", "fentry/fexit with BPF_PROG (refused at load here)",
+         expect=FAILED_PARITY),
+    _own("lsm", "lsm/bpf (refused at load here)", expect=FAILED_PARITY),
+    # libbpf features
+    _own("maptypes", "19 more map types: percpu/lru hashes, lpm trie, queue, stack, bloom, "
+         "task/inode/sk storage, cgroup array, devmaps, cpumap, xsk, sock maps, "
+         "reuseport, user ringbuf"),
+    _data("loader", "maps", "hash, array, percpu array, ringbuf rounding, map-in-map with "
+          "initial slots, prog array, long map name"),
+    _own("progs", "prog array with initial slots, tail calls, static and global "
+         "subprograms, bpf_loop callback"),
+    _own("sections", ".data/.rodata/.bss, custom .data.*/.rodata.*, strings, .kconfig "
+         "(weak, missing)"),
+    _data("loader", "globals", "every data section incl. .bss.*, hidden and static "
+          "globals, callbacks, sleepable and non-autoloaded programs"),
+    _data("loader", "kconfig", ".kconfig externs of every kind"),
+    _own("core_kinds", "every CO-RE relocation kind of clang 14, ___v1 flavours, missing "
+         "type/field/enum value, bitfields, a poisoned relocation"),
+    _data("loader", "core", "common CO-RE relocations, in a subprogram too"),
+    _own("core_new", "clang-22: type-match relocations, ENUM64 flavour and values"),
+    _data("loader", "ksyms", "typed, untyped and weak __ksym, kfuncs (this kernel has no "
+          "address for bpf_prog_active: the load fails)", expect=FAILED_PARITY),
+    _own("ksym_missing", "a strong __ksym the kernel lacks (load fails)",
+         expect=FAILED_PARITY, pending=_MODULE_BTF),
+    _own("pinned", "LIBBPF_PIN_BY_NAME map beside an unpinned one",
+         pins=("corpus_pinned_counts",)),
+    _data("loader", "nobtf", "no BTF at all, a \"version\" section"),
+    _data("run", "minimal_nobtf", "the reference minimal without BTF"),
+    _data("run", "uprobe", "uprobe/uretprobe on libc by name (library search)"),
+    _data("run", "rejected", "a program the verifier rejects", expect=FAILED_PARITY,
+          pending=_LOG_ADDRESS),
+)
+
+
+def by_name(name: str) -> CorpusObject:
+    return next(o for o in CORPUS if o.name == name)
+
+
+def make_dirs() -> list[Path]:
+    """The directories whose `make all` builds the corpus."""
+    return [CORPUS_DIR, ROOT / "tests" / "data" / "loader", ROOT / "tests" / "data" / "run",
+            ROOT / "reference" / "libbpf-bootstrap"]
+
+
+def clean_pins(obj: CorpusObject) -> None:
+    """Remove what a previous load pinned, so that each load creates its maps (libbpf
+    reuses a pin it finds)."""
+    for name in obj.pins:
+        (PIN_ROOT / name).unlink(missing_ok=True)
