@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import os
 import re
 import shutil
 import struct
@@ -261,3 +262,52 @@ def test_without_bpf_cookies_the_ip_to_spec_map_is_kept(usdt_build, tmp_path, mo
         with pytest.raises(LoaderError, match="shared libraries without specific PID"):
             obj, _ = _load_and_attach(usdt_build / "usdt.bpf.o", tmp_path)
             obj.close()
+
+
+def test_a_failing_uprobe_tears_down_the_sites_already_attached(usdt_build, tmp_path,
+                                                                monkeypatch):
+    """usdt_manager_attach_usdt()'s error path: when the uprobe of the second site of
+    bpfreplay:sites cannot be opened (faked), the first site's uprobe is torn down at
+    once, the attach fails naming the site, and closing the object then tears down the
+    links of the programs before it; no fd of ours stays open."""
+    from bpfreplay import sys as bsys
+    from bpfreplay.errors import LoaderError
+    from bpfreplay.recording.self_trace import SelfTracer
+
+    sites = [loc for name, loc, _, _ in _readelf_notes(usdt_build / "usdt_target")
+             if name == "sites"]
+    # PIE: the file offset of a site in the first executable segment is its address
+    # minus that segment's address plus its file offset, which readelf -l gives
+    segments = subprocess.run(["readelf", "-lW", str(usdt_build / "usdt_target")],
+                              capture_output=True, text=True, check=True).stdout
+    load = next(line.split() for line in segments.splitlines()
+                if line.split()[:1] == ["LOAD"] and "E" in line.split()[-2])
+    offset_of = {loc: loc - int(load[2], 16) + int(load[1], 16) for loc in sites}
+    refused = offset_of[sites[1]]
+
+    def refuse_second_site(number: int, args: tuple[int, ...]) -> tuple[int, int]:
+        if number == 298 and struct.unpack_from("<Q", ctypes.string_at(args[0], 72), 64)[0] \
+                == refused:
+            return -1, errno.EINVAL
+        return bsys._libc_syscall(number, args)
+
+    monkeypatch.chdir(usdt_build)
+    fds_before = set(os.listdir("/proc/self/fd"))
+    trace = tmp_path / "failing.mp"
+    with SelfTracer(str(trace)) as tracer, bsys.traced_by(tracer), \
+            bsys.override_syscall(refuse_second_site):
+        with pytest.raises(LoaderError, match=r"failed to attach uprobe #1 for "
+                           r"'bpfreplay:sites'"):
+            _load_and_attach(usdt_build / "usdt.bpf.o", tmp_path)
+    assert set(os.listdir("/proc/self/fd")) <= fds_before
+
+    calls = _calls(trace)
+    opens = [c for c in calls if c["syscall"] == "perf_event_open"]
+    offsets = [struct.unpack_from("<Q", c["attr"], 64)[0] for c in opens]
+    assert offsets[-2:] == [offset_of[sites[0]], refused]
+    assert opens[-1]["errno"] == errno.EINVAL
+    first_site_fd = opens[-2]["ret"]
+    disables = [c["args"][0] for c in calls if c["syscall"] == "ioctl"
+                and c["args"][1] & 0xFFFFFFFF == 0x2401]
+    # the partial USDT link first, then the links of on_constant, on_register, on_memory
+    assert disables == [first_site_fd] + [c["ret"] for c in opens[:3]]
