@@ -14,7 +14,7 @@ The rules (docs/parity.md says why each is legitimate):
    one trace and the other process's pid in the other becomes ``<pid>`` (the skeleton
    writes getpid() into ``.bss``; ``bpfreplay run --set my_pid=self`` writes its own).
 4. addresses of mappings become the mapping they name; kernel ids (prog_id, map_id,
-   ...) and timestamps are not compared.
+   ...), kernel addresses in verifier logs and timestamps are not compared.
 
 Everything else that differs is reported.
 """
@@ -22,6 +22,7 @@ Everything else that differs is reported.
 from __future__ import annotations
 
 import difflib
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ POINTER = "<pointer>"
 KERNEL_STATE = "<kernel id>"
 PID = "<pid>"
 ADDRESS = "<address>"
+KERNEL_ADDRESS = "<kernel address>"
+_KERNEL_ADDRESS = re.compile(r"0xffff[0-9a-f]{12}")
 _PERF_CONFIG1 = 56  # offsetof(struct perf_event_attr, config1)
 
 
@@ -273,8 +276,10 @@ def _payload(data: bytes, objects: _Objects, pid: int, field_name: str,
         return [objects.name(v) for (v,) in struct.iter_unpack("<i", data[: len(data) // 4 * 4])]
     if field_name in ("value", "values"):
         return _mask_pid(data, pid)
-    if field_name in ("log_buf", "btf_log_buf", "common.log_buf", "license", "pathname",
-                      "name", "config1"):
+    if field_name in ("log_buf", "btf_log_buf", "common.log_buf"):
+        # The verifier prints the kernel address of a map an ld_imm64 loads (rule 4).
+        return _KERNEL_ADDRESS.sub(KERNEL_ADDRESS, data.decode("latin-1"))
+    if field_name in ("license", "pathname", "name", "config1"):
         return data.decode("latin-1")
     return data.hex()
 
@@ -346,6 +351,8 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
                                        for k, v in record[direction].items()}
             if ret is not None and ret >= 0 and "object" in record:
                 kind, label = _object_name(record, name)
+                if not label and probes[position] is not None:
+                    label = f"(probe {probes[position]})"  # swapped probes keep names
                 ret = objects.made(ret, kind, label)
                 if name == "BPF_MAP_CREATE":
                     objects.map_types[ret] = item["fields"].get("map_type", 0)

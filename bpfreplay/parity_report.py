@@ -77,8 +77,16 @@ def _print_difference(d: Difference, out: TextIO) -> None:
     print(f"    [{_where(d)}] {d.call}: {d.path}", file=out)
     if d.kind == "moved":
         return
-    print(f"        reference: {_short(d.reference)}", file=out)
-    print(f"        ours:      {_short(d.ours)}", file=out)
+    ref_value, our_value = d.reference, d.ours
+    if isinstance(ref_value, str) and isinstance(our_value, str) and "\n" in ref_value + our_value:
+        ref_lines, our_lines = ref_value.split("\n"), our_value.split("\n")
+        line = next((n for n, (a, b) in enumerate(zip(ref_lines, our_lines)) if a != b),
+                    min(len(ref_lines), len(our_lines)))
+        print(f"        first difference in line {line + 1}:", file=out)
+        ref_value = ref_lines[line] if line < len(ref_lines) else "(no such line)"
+        our_value = our_lines[line] if line < len(our_lines) else "(no such line)"
+    print(f"        reference: {_short(ref_value)}", file=out)
+    print(f"        ours:      {_short(our_value)}", file=out)
 
 
 def _print_walk(report: ParityReport, out: TextIO) -> None:
