@@ -78,10 +78,11 @@ def _print_difference(d: Difference, out: TextIO) -> None:
     if d.kind == "moved":
         return
     ref_value, our_value = d.reference, d.ours
-    if isinstance(ref_value, str) and isinstance(our_value, str) and "\n" in ref_value + our_value:
+    if isinstance(ref_value, str) and isinstance(our_value, str) \
+            and "\n" in ref_value + our_value:
         ref_lines, our_lines = ref_value.split("\n"), our_value.split("\n")
-        line = next((n for n, (a, b) in enumerate(zip(ref_lines, our_lines)) if a != b),
-                    min(len(ref_lines), len(our_lines)))
+        common = min(len(ref_lines), len(our_lines))
+        line = next((n for n in range(common) if ref_lines[n] != our_lines[n]), common)
         print(f"        first difference in line {line + 1}:", file=out)
         ref_value = ref_lines[line] if line < len(ref_lines) else "(no such line)"
         our_value = our_lines[line] if line < len(our_lines) else "(no such line)"
