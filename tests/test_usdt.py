@@ -311,3 +311,35 @@ def test_a_failing_uprobe_tears_down_the_sites_already_attached(usdt_build, tmp_
                 and c["args"][1] & 0xFFFFFFFF == 0x2401]
     # the partial USDT link first, then the links of on_constant, on_register, on_memory
     assert disables == [first_site_fd] + [c["ret"] for c in opens[:3]]
+
+
+SYSTEM_TARGETS = {"/lib/x86_64-linux-gnu/libstdc++.so.6": ("throw", "catch"),
+                  "/usr/bin/python3.11": ("gc__start", "import__find__load__done")}
+
+
+def test_system_binaries_at_full_parity_with_libbpf(usdt_build, tmp_path):
+    """USDT probes of binaries nobody here wrote (Debian's libstdc++, found by name on
+    the library paths, and python3.11, an ET_EXEC with semaphores and an argument off
+    %rsp): our calls are libbpf's, call by call."""
+    _built(usdt_build / "usdt_system_skel", USDT_DATA)
+    for binary, names in SYSTEM_TARGETS.items():
+        if not os.path.exists(binary):
+            pytest.skip(f"no {binary}")
+        found = {name for name, _, _, _ in _readelf_notes(Path(binary))}
+        if not set(names) <= found:
+            pytest.skip(f"{binary} lacks the USDT probes {sorted(set(names) - found)}")
+    reference = tmp_path / "libbpf.mp"
+    subprocess.run([*BPFREPLAY, "record", "-q", "-o", str(reference), "--",
+                    "./usdt_system_skel", "0.1"], cwd=usdt_build, check=True,
+                   capture_output=True, timeout=120)
+    result = subprocess.run([*BPFREPLAY, "run", "usdt_system.bpf.o", "--duration", "0.3",
+                             "--compare", str(reference)], cwd=usdt_build,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FULL PARITY" in result.stdout + result.stderr
+    assert "/lib/x86_64-linux-gnu/libstdc++.so.6:libstdcxx:throw" in result.stderr
+    libbpf_calls = _calls(reference)
+    assert len(_map_updates(libbpf_calls, "__bpf_usdt_specs")) == 4
+    semaphores = [struct.unpack_from("<Q", c["attr"], 8)[0] >> 32 for c in libbpf_calls
+                  if c["syscall"] == "perf_event_open"]
+    assert [s != 0 for s in semaphores] == [False, False, True, True]
