@@ -81,7 +81,9 @@ def is_text(data: bytes) -> bool:
 
 def hex_dump(data: bytes, width: int = 16) -> str:
     """``hexdump -C``'s layout: offset, 16 bytes in two groups of 8, printable ASCII; a
-    last line with the length."""
+    last line with the length (nothing at all for no bytes)."""
+    if not data:
+        return ""
     lines = []
     for offset in range(0, len(data), width):
         row = data[offset:offset + width]

@@ -3,11 +3,12 @@
  * the object's bpftool skeleton comes in through SKEL_H, its functions are named
  * through SKEL. It opens, loads and attaches the skeleton (auto-attach: no iterator
  * options), then, for each attached iterator program in the skeleton's order, makes
- * an iterator fd from its link (bpf_iter_create), copies what read() returns to
- * stdout until read() returns 0, closes that fd; at the end it destroys the skeleton.
- * That is the sequence of libbpf-bootstrap's task_iter application.
+ * an iterator fd from its link (bpf_iter_create), copies what read() returns until
+ * read() returns 0, closes that fd; at the end it destroys the skeleton. That is the
+ * sequence of libbpf-bootstrap's task_iter application. What an iterator wrote goes
+ * to stdout, or with DIR to the file DIR/<program name>.
  *
- *   usage: X_iter          (exit 0 when every iterator was read to its end) */
+ *   usage: X_iter [DIR]    (exit 0 when every iterator was read to its end) */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 #define XCAT(a, b) CAT(a, b)
 #define FN(suffix) XCAT(SKEL, XCAT(__, suffix))
 
-static int read_iterator(struct bpf_link *link)
+static int read_iterator(struct bpf_link *link, FILE *out)
 {
 	char buf[4096];
 	ssize_t n;
@@ -36,7 +37,7 @@ static int read_iterator(struct bpf_link *link)
 			continue;
 		if (n <= 0)
 			break;
-		fwrite(buf, 1, (size_t)n, stdout);
+		fwrite(buf, 1, (size_t)n, out);
 	}
 	if (n < 0)
 		fprintf(stderr, "iter_main: read failed: %s\n", strerror(errno));
@@ -44,8 +45,19 @@ static int read_iterator(struct bpf_link *link)
 	return n < 0;
 }
 
-int main(void)
+static FILE *output(const char *dir, const char *name)
 {
+	char path[4096];
+
+	if (!dir)
+		return stdout;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return fopen(path, "wb");
+}
+
+int main(int argc, char **argv)
+{
+	const char *dir = argc > 1 ? argv[1] : NULL;
 	struct SKEL *skel = FN(open)();
 	int err, i;
 
@@ -63,9 +75,20 @@ int main(void)
 	}
 	for (i = 0; i < skel->skeleton->prog_cnt && !err; i++) {
 		struct bpf_prog_skeleton *p = &skel->skeleton->progs[i];
+		FILE *out;
 
-		if (*p->link && bpf_program__expected_attach_type(*p->prog) == BPF_TRACE_ITER)
-			err = read_iterator(*p->link);
+		if (!*p->link || bpf_program__expected_attach_type(*p->prog) != BPF_TRACE_ITER)
+			continue;
+		out = output(dir, p->name);
+		if (!out) {
+			fprintf(stderr, "iter_main: opening the output of %s: %s\n", p->name,
+				strerror(errno));
+			err = 1;
+			break;
+		}
+		err = read_iterator(*p->link, out);
+		if (out != stdout)
+			fclose(out);
 	}
 	fflush(stdout);
 	FN(destroy)(skel);
