@@ -352,7 +352,7 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
             if ret is not None and ret >= 0 and "object" in record:
                 kind, label = _object_name(record, name)
                 if not label and probes[position] is not None:
-                    label = f"(probe {probes[position]})"  # swapped probes keep names
+                    label = f"(probe:{probes[position]})"  # swapped probes keep names
                 ret = objects.made(ret, kind, label)
                 if name == "BPF_MAP_CREATE":
                     objects.map_types[ret] = item["fields"].get("map_type", 0)
@@ -600,6 +600,44 @@ def _align(reference: list[str], ours: list[str]
     return pairs, moved, still_ref, [j for j in left_ours if j not in taken]
 
 
+_LABEL = re.compile(r"[A-Za-z_][^\s#<>]*#\d+")
+
+
+def _rename_paired(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
+                   pairs: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Our objects named after the reference's objects whose making calls they are
+    paired with, so that one extra object does not renumber the rest (``perf_event#3``
+    of ours is the reference's ``perf_event#2`` when an extra one came first). An
+    object of ours that pairs with none gets a name no reference object has; a
+    reference to the wrong object therefore still differs."""
+    mapping: dict[str, str] = {}
+    for i, j in pairs:
+        theirs, mine = reference[i].get("ret"), ours[j].get("ret")
+        if isinstance(theirs, str) and isinstance(mine, str) and "#" in mine:
+            mapping[mine.strip("<>").removeprefix("mapping of ")] = \
+                theirs.strip("<>").removeprefix("mapping of ")
+    if all(k == v for k, v in mapping.items()):
+        return ours
+    paired = set(mapping.values())
+
+    def name(match: re.Match[str]) -> str:
+        label = match.group(0)
+        if label in mapping:
+            return mapping[label]
+        return label.replace("#", "#only-ours-") if label in paired else label
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, str):
+            return _LABEL.sub(name, value) if "#" in value else value
+        if isinstance(value, dict):
+            return {k: rename(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        return value
+
+    return [rename(item) for item in ours]
+
+
 @dataclass
 class ApplicationCall:
     """A call of the application section: the reference's own calls after
@@ -672,6 +710,14 @@ def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
     ref_keys = [_signature(reference[i], ref_probes[i]) for i in ref_loader]
     our_keys = [_signature(ours[j], mine_probes[j]) for j in our_loader]
     pairs, moved, missing, extra = _align(ref_keys, our_keys)
+    ref_app = ref_sections.indices(APPLICATION)
+    our_app = our_sections.indices(APPLICATION)
+    app_pairs, app_moved, app_ref, app_ours = _align(
+        [_signature(reference[i]) for i in ref_app], [_signature(ours[j]) for j in our_app])
+    as_made = ours
+    ours = _rename_paired(reference, ours, [(ref_loader[a], our_loader[b])
+                                            for a, b in pairs + moved]
+                          + [(ref_app[a], our_app[b]) for a, b in app_pairs + app_moved])
     for a, b in sorted(pairs + moved):
         i, j = ref_loader[a], our_loader[b]
         found = _diff_pair(reference[i], ours[j])
@@ -689,22 +735,18 @@ def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
                                              "(whole call)", reference[i], None, "missing"))
     for b in extra:
         j = our_loader[b]
-        report.differences.append(Difference(None, j, _describe(ours[j], mine_probes[j]),
-                                             "(whole call)", None, ours[j], "extra"))
+        report.differences.append(Difference(None, j, _describe(as_made[j], mine_probes[j]),
+                                             "(whole call)", None, as_made[j], "extra"))
     report.differences.sort(key=lambda d: (d.reference_index if d.reference_index is not None
                                            else 1 << 62, d.our_index or 0))
 
-    ref_app = ref_sections.indices(APPLICATION)
-    our_app = our_sections.indices(APPLICATION)
-    app_pairs, app_moved, app_ref, app_ours = _align(
-        [_signature(reference[i]) for i in ref_app], [_signature(ours[j]) for j in our_app])
     for a, b in app_pairs + app_moved:
         i, j = ref_app[a], our_app[b]
         report.application.append(ApplicationCall(i, j, _describe(reference[i]),
                                                   reference[i] == ours[j]))
     report.application += [ApplicationCall(ref_app[a], None, _describe(reference[ref_app[a]]))
                            for a in app_ref]
-    report.application += [ApplicationCall(None, our_app[b], _describe(ours[our_app[b]]))
+    report.application += [ApplicationCall(None, our_app[b], _describe(as_made[our_app[b]]))
                            for b in app_ours]
     report.application.sort(key=lambda c: (c.reference_index if c.reference_index is not None
                                            else 1 << 62, c.our_index or 0))
