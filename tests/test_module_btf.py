@@ -96,3 +96,168 @@ def test_the_walk_happens_where_libbpf_makes_it(name, walks, before, tmp_path):
         walk_at = theirs.index(WALK)
         assert any(c.startswith(before) for c in theirs[walk_at + 1:]), theirs
         assert not any(c.startswith(before) for c in theirs[:walk_at]), theirs
+
+
+# ------------------------------------------------------- a kernel with modules
+
+BTF_MAGIC = 0xEB9F
+KIND_STRUCT, KIND_INT = 4, 1
+
+
+def _split_btf(vmlinux) -> bytes:  # noqa: ANN001 - a decode.btf.Btf
+    """A module's split BTF over this kernel's vmlinux: struct bpfreplay_nowhere { int
+    pad; int value; } (the type core_walk.bpf.c looks for and vmlinux lacks). Own
+    string offsets continue vmlinux's string section; ``int`` is vmlinux's."""
+    from bpfreplay.decode.btf import Kind
+
+    base = len(vmlinux.strings)
+    int_id = vmlinux.by_name("int", Kind.INT).id
+    strings = b"bpfreplay_nowhere\0pad\0value\0"
+    types = struct.pack("<III", base + 0, (KIND_STRUCT << 24) | 2, 8)
+    types += struct.pack("<III", base + 18, int_id, 0)
+    types += struct.pack("<III", base + 22, int_id, 32)
+    return struct.pack("<HBBIIIII", BTF_MAGIC, 1, 0, 24, 0, len(types), len(types),
+                       len(strings)) + types + strings
+
+
+def test_split_btf_reads_as_bpftool_reads_it(tmp_path):
+    """Our parse of a module's split BTF (strings continuing the base's) against
+    bpftool's dump of the same bytes over the same vmlinux."""
+    require_kernel()
+    from bpfreplay.decode.btf import parse_btf
+    from bpfreplay.loader.kernel import LoadOptions, _vmlinux_btf
+
+    vmlinux = _vmlinux_btf(LoadOptions())
+    blob = _split_btf(vmlinux)
+    (tmp_path / "mod.btf").write_bytes(blob)
+    dump = subprocess.run(["bpftool", "-B", "/sys/kernel/btf/vmlinux", "btf", "dump", "file",
+                           str(tmp_path / "mod.btf")], capture_output=True, text=True,
+                          check=True).stdout
+    btf = parse_btf(blob, base=vmlinux)
+    t = btf.type(len(vmlinux))
+    ours = [f"[{t.id}] STRUCT '{t.name}' size={t.size} vlen={len(t.members)}"] + [
+        f"'{m.name}' type_id={m.type} bits_offset={m.bit_offset}" for m in t.members]
+    assert [line.strip() for line in dump.splitlines()] == ours
+
+
+class _ModuleKernel:
+    """The real kernel, except for the BTF objects: it answers the walk as a kernel
+    with vmlinux, one other process's BTF and one module BTF would (ids 1, 40, 41),
+    and logs every call it sees."""
+
+    def __init__(self, module_btf: bytes) -> None:
+        import os
+
+        from bpfreplay import sys as bsys
+
+        self.real = bsys._libc_syscall
+        self.module_btf = module_btf
+        self.objects = {1: ("vmlinux", 1, b""), 40: ("", 0, b""), 41: ("bpfreplay_mod", 1,
+                                                                      module_btf)}
+        self.fds: dict[int, int] = {}  # fd -> BTF id
+        self.calls: list[str] = []
+        self.insns: dict[str, bytes] = {}  # program name -> instructions loaded
+        self._open = lambda: os.open("/dev/null", os.O_RDONLY)
+
+    def __call__(self, number: int, args: tuple[int, ...]) -> tuple[int, int]:
+        import ctypes
+        import errno
+
+        from bpfreplay.recording import syscalls as nr
+
+        if number == nr.CLOSE and args[0] in self.fds:
+            self.calls.append(f"close btf#{self.fds.pop(args[0])}")
+            return self.real(number, args)
+        if number != nr.BPF:
+            return self.real(number, args)
+        cmd = cmd_name(args[0])
+        attr = ctypes.string_at(args[1], args[2])
+        if cmd == "BPF_BTF_GET_NEXT_ID":
+            start = struct.unpack_from("<I", attr, 0)[0]
+            following = [i for i in sorted(self.objects) if i > start]
+            self.calls.append(f"next_id {start}")
+            if not following:
+                return -1, errno.ENOENT
+            ctypes.memmove(args[1] + 4, struct.pack("<I", following[0]), 4)
+            return 0, 0
+        if cmd == "BPF_BTF_GET_FD_BY_ID":
+            btf_id = struct.unpack_from("<I", attr, 0)[0]
+            fd = self._open()
+            self.fds[fd] = btf_id
+            self.calls.append(f"fd_by_id {btf_id}")
+            return fd, 0
+        if cmd == "BPF_OBJ_GET_INFO_BY_FD" and struct.unpack_from("<I", attr)[0] in self.fds:
+            btf_id = self.fds[struct.unpack_from("<I", attr)[0]]
+            name, kernel_btf, data = self.objects[btf_id]
+            info_address = struct.unpack_from("<Q", attr, 8)[0]
+            info = bytearray(ctypes.string_at(info_address, 32))
+            buf, buf_size, _, name_ptr, name_len = struct.unpack_from("<QIIQI", info)
+            if buf:
+                ctypes.memmove(buf, data, min(buf_size, len(data)))
+            if name_ptr and name_len:
+                raw = name.encode()[:name_len - 1] + b"\0"
+                ctypes.memmove(name_ptr, raw, len(raw))
+            struct.pack_into("<II", info, 8, len(data), btf_id)
+            struct.pack_into("<I", info, 28, kernel_btf)
+            ctypes.memmove(info_address, bytes(info), 32)
+            self.calls.append(f"info btf#{btf_id}" + (f" data {buf_size}" if buf else "")
+                              + (" name" if name_ptr else ""))
+            return 0, 0
+        if cmd == "BPF_PROG_LOAD":
+            name = attr[48:64].split(b"\0")[0].decode()
+            if name:
+                self.calls.append(f"prog_load {name}")
+                count, insns = struct.unpack_from("<IQ", attr, 4)
+                self.insns[name] = ctypes.string_at(insns, count * 8)
+        return self.real(number, args)
+
+
+def _load_core_walk(fake: _ModuleKernel) -> None:
+    from bpfreplay import sys as bsys
+    from bpfreplay.loader.kernel import load, open_object
+    from bpfreplay.loader.spec import load_spec
+
+    spec = load_spec(str(_build() / "core_walk.bpf.o"))
+    with bsys.override_syscall(fake):
+        load(open_object(spec)).close()
+
+
+def test_a_module_btf_is_kept_searched_and_closed_at_the_end_of_load():
+    """core_walk's missing type, found in a module: the walk keeps only the module's
+    fd (vmlinux and a foreign BTF are closed at once), reads its BTF as
+    btf_get_from_fd() does (4 KiB, then its size), relocates against the module's
+    type, and closes the module fd at the end of load, after the last program."""
+    require_kernel()
+    from bpfreplay.decode.insn import disassemble
+    from bpfreplay.loader.kernel import LoadOptions, _vmlinux_btf
+
+    module = _split_btf(_vmlinux_btf(LoadOptions()))
+    padded = module + b"\0" * 5000  # more than 4 KiB: libbpf reads it twice
+    fake = _ModuleKernel(padded)
+    _load_core_walk(fake)
+    walk = [c for c in fake.calls if not c.startswith("prog_load")]
+    assert walk == [
+        "next_id 0", "fd_by_id 1", "info btf#1 name", "close btf#1",
+        "next_id 1", "fd_by_id 40", "info btf#40 name", "close btf#40",
+        "next_id 40", "fd_by_id 41", "info btf#41 name", "info btf#41 data 4096",
+        f"info btf#41 data {len(padded)}", "next_id 41",
+        "close btf#41"]
+    assert fake.calls.index("close btf#41") > fake.calls.index("prog_load found_nowhere")
+
+    # Against the same walk without the module (what libbpf does on this machine, the
+    # first test): only the three CO-RE results for bpfreplay_nowhere differ: the type
+    # and the field exist (1, not 0) and the field is read at offset 4 (bpftool's view
+    # of the module's type above), not poisoned.
+    fake_small = _ModuleKernel(module)
+    _load_core_walk(fake_small)
+    without = _ModuleKernel(b"")
+    without.objects.pop(41)
+    _load_core_walk(without)
+    with_module = disassemble(fake_small.insns["found_nowhere"])
+    plain = disassemble(without.insns["found_nowhere"])
+    assert len(with_module) == len(plain)
+    changed = [(a, b) for a, b in zip(plain, with_module, strict=True) if a != b]
+    assert [b.split(": ", 1)[1] for _, b in changed] == ["(b7) r1 = 1", "(b7) r1 = 1",
+                                                         "(b7) r1 = 4"]
+    assert [a.split(": ", 1)[1] for a, _ in changed][:2] == ["(b7) r1 = 0", "(b7) r1 = 0"]
+    assert "call unknown" in changed[2][0]  # libbpf's poisoned CO-RE instruction
