@@ -22,7 +22,9 @@ from tests.conftest import ROOT, _built, require_kernel, require_tool
 BPFREPLAY = [sys.executable, "-m", "bpfreplay.cli"]
 ITER_DATA = ROOT / "tests" / "data" / "iter"
 BUILD = ITER_DATA / "build"
-OUR_NAMES = {"br_iter_tasks", "br_iter_maps"}
+OUR_NAMES = {"br_iter_tasks", "br_iter_maps", "br_iter_sleepy"}
+# The first line each text iterator of iters.bpf.c writes.
+HEADERS = {"br_iter_tasks": b"tgid pid comm\n", "br_iter_sleepy": b"sleepable pid\n"}
 RECORD = struct.Struct("<II16s")  # iters.bpf.c's struct map_record
 REPORT = b"parity: reference "
 
@@ -61,7 +63,7 @@ def _our_output(run: dict, prog: str) -> bytes:
     n, binary = int(found.group(1)), found.group(2) is not None
     out = run["stdout"]
     if not binary:
-        at = out.index(b"tgid pid comm\n")
+        at = out.index(HEADERS[prog])
         return out[at:at + n]
     at = out.index(b"00000000  ")
     end = out.index(b"\n%08x\n" % n, at) + 10
@@ -73,10 +75,11 @@ def _our_output(run: dict, prog: str) -> bytes:
 
 
 def test_parity_with_the_c_skeleton_app(iter_run):
-    """Load, attach (LINK_CREATE BPF_TRACE_ITER, target 0, no iter_info) and teardown
-    at full parity with libbpf; the application's calls are those of the C app too:
-    ITER_CREATE on the first link, close of that iterator, then the second, before
-    teardown; no read() in either trace."""
+    """Load (the iter.s/ program with BPF_F_SLEEPABLE), attach (LINK_CREATE
+    BPF_TRACE_ITER, target 0, no iter_info) and teardown at full parity with libbpf;
+    the application's calls are those of the C app too: ITER_CREATE on the first link,
+    close of that iterator, then the second, the third, before teardown; no read() in
+    either trace."""
     text = iter_run["stdout"].decode(errors="replace")
     report = text[text.index(REPORT.decode()):] if REPORT.decode() in text else text[-3000:]
     assert iter_run["returncode"] == 0, report + iter_run["stderr"].decode()[-3000:]
@@ -86,8 +89,8 @@ def test_parity_with_the_c_skeleton_app(iter_run):
     app = re.findall(r"^    \[reference #\d+, ours #\d+\] (.*) \((.*)\)$", report, re.M)
     assert [(call.split()[0:2], side) for call, side in app] == [
         (["bpf", "BPF_ITER_CREATE"], "both, identical"), (["close", "iter"], "both, identical"),
-    ] * 2
-    assert "4 made by both" in report
+    ] * 3
+    assert "6 made by both" in report
     assert b"Traceback" not in iter_run["stderr"]
 
 
@@ -107,6 +110,19 @@ def test_task_iterator_text_is_the_kernels(iter_run):
     # Most, not all: this 6.18 kernel's walk leaves out init's thread group (tgid 1)
     # in both, which the equality above holds to.
     assert len(stable & our_tasks.keys()) > len(stable) // 2
+
+
+def test_sleepable_task_iterator(iter_run):
+    """iter.s/task: one pid per line after its header, ours with the bpfreplay process
+    and every thread our iter/task walk listed that lived through the run."""
+    ours = _our_output(iter_run, "br_iter_sleepy").decode().splitlines()
+    theirs = iter_run["c"]["br_iter_sleepy"].decode().splitlines()
+    assert ours[0] == theirs[0] == "sleepable pid"
+    assert all(re.fullmatch(r"\d+", line) for line in ours[1:] + theirs[1:])
+    pids = {int(line) for line in ours[1:]}
+    assert iter_run["pid"] in pids
+    tasks = _task_lines(_our_output(iter_run, "br_iter_tasks"))
+    assert iter_run["tids"] & tasks.keys() <= pids
 
 
 def test_map_iterator_binary_records_as_a_hex_dump(iter_run, tmp_path):
