@@ -36,7 +36,8 @@ BPF_PROG_LOAD = cmd_value("BPF_PROG_LOAD")
 PROBES = ("constant", "in_register", "in_memory", "sites", "guarded")
 # the slots of usdt.bpf.c's `seen` map
 (CONSTANT_HITS, CONSTANT_ARG, REGISTER_HITS, REGISTER_ARG, MEMORY_HITS, MEMORY_ARG,
- SITES_HITS, SITES_SECOND_SUM, GUARDED_HITS, GUARDED_ARG, ARG_COUNTS) = range(11)
+ SITES_HITS, SITES_SECOND_SUM, GUARDED_HITS, GUARDED_ARG, ARG_COUNTS, BY_HAND_HITS,
+ BY_HAND_ARG, BY_HAND_COOKIE) = range(14)
 
 
 @pytest.fixture(scope="module")
@@ -343,3 +344,47 @@ def test_system_binaries_at_full_parity_with_libbpf(usdt_build, tmp_path):
     semaphores = [struct.unpack_from("<Q", c["attr"], 8)[0] >> 32 for c in libbpf_calls
                   if c["syscall"] == "perf_event_open"]
     assert [s != 0 for s in semaphores] == [False, False, True, True]
+
+
+def _attach_by_hand_and_fire(usdt_build: Path, directory: Path, cookie: int) -> list[int]:
+    """Load usdt.bpf.o, attach its bare SEC("usdt") program by hand to bpfreplay:constant
+    in one running target (pid, USDT cookie), fire it, and read `seen` back."""
+    from bpfreplay.loader.kernel import load, open_object
+    from bpfreplay.loader.spec import load_spec, skeleton_name
+    from bpfreplay.loader.usdt import attach_usdt
+
+    target = subprocess.Popen(["./usdt_target", "2", "wait"], cwd=directory, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert target.stdout.readline().startswith("usdt_target: waiting")
+        path = str(usdt_build / "usdt.bpf.o")
+        obj = open_object(load_spec(path, name=skeleton_name(path)))
+        try:
+            load(obj)
+            obj.links.append(attach_usdt(obj, obj.program("attached_by_hand"),
+                                         "./usdt_target", "bpfreplay", "constant",
+                                         pid=target.pid, cookie=cookie))
+            _run_target(directory, 1)  # another process: the pid filter keeps it out
+            target.communicate("\n", timeout=30)
+            return _seen(obj.map("seen").fd)
+        finally:
+            obj.close()
+    finally:
+        target.kill()
+        target.wait()
+
+
+def test_attach_by_hand_with_a_pid_and_a_usdt_cookie(usdt_build, tmp_path, monkeypatch):
+    """bpf_program__attach_usdt() as an application calls it: one process (pid), a USDT
+    cookie in the spec that bpf_usdt_cookie() reads; without BPF cookies (faked) a PIE
+    target attached in one process gets its ip-to-spec entry from that process's
+    mappings, and the program still finds its spec by the ip it fires at."""
+    from bpfreplay import sys as bsys
+
+    monkeypatch.chdir(usdt_build)
+    seen = _attach_by_hand_and_fire(usdt_build, usdt_build, 0x5EED)
+    assert seen[BY_HAND_HITS:BY_HAND_COOKIE + 1] == [2, 42, 0x5EED]
+    assert seen[CONSTANT_HITS] == 0  # nothing else attached
+    with bsys.override_syscall(_without_bpf_cookies):
+        seen = _attach_by_hand_and_fire(usdt_build, usdt_build, 7)
+    assert seen[BY_HAND_HITS:BY_HAND_COOKIE + 1] == [2, 42, 7]

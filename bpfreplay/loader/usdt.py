@@ -29,7 +29,13 @@ from dataclasses import dataclass, field
 
 from bpfreplay.errors import LoaderError
 from bpfreplay.loader import bpfcalls
-from bpfreplay.loader.kernel import Link, LoadedObject, LoadedProgram, _destroy_link
+from bpfreplay.loader.kernel import (
+    Link,
+    LoadedObject,
+    LoadedProgram,
+    _close_quietly,
+    _destroy_link,
+)
 from bpfreplay.uapi import cmd_value
 
 SPECS_MAP = "__bpf_usdt_specs"
@@ -164,11 +170,7 @@ def attach(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
         if parsed is None:
             return None
         path, provider, name = parsed
-        if "/" not in path:
-            from bpfreplay.loader.uprobe import resolve_full_path
-
-            path = resolve_full_path(path)
-        return attach_usdt(obj, prog, path, provider, name)
+        return attach_usdt(obj, prog, path, provider, name, pid=-1)
     except LoaderError as e:
         wrapped = LoaderError(f"{where}: {e}")
         wrapped.errno = getattr(e, "errno", None)  # type: ignore[attr-defined]
@@ -176,14 +178,24 @@ def attach(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
 
 
 def attach_usdt(obj: LoadedObject, prog: LoadedProgram, path: str, provider: str,
-                name: str, cookie: int = 0) -> Link:
-    """bpf_program__attach_usdt(prog, -1, path, provider, name) then
-    usdt_manager_attach_usdt(); on a failure the uprobes made so far are destroyed
-    before the error is raised, as libbpf's err_out path does."""
+                name: str, *, pid: int = -1, cookie: int = 0) -> Link:
+    """bpf_program__attach_usdt(prog, pid, path, provider, name, {usdt_cookie}): a path
+    without '/' resolved as uprobes resolve it, the manager made if this is the first
+    USDT attach, then usdt_manager_attach_usdt() (``pid`` -1: any process, 0: this
+    one). On a failure the uprobes made so far are destroyed before the error is
+    raised, as its err_out path does."""
     from bpfreplay.loader.usdt_notes import collect_targets
 
+    if prog.fd < 0:
+        raise _error(errno_codes.EINVAL, f"prog '{prog.spec.name}': can't attach BPF "
+                     "program w/o FD (did you load it?)")
+    if "/" not in path:
+        from bpfreplay.loader.uprobe import resolve_full_path
+
+        path = resolve_full_path(path)
     man = manager(obj)
-    targets = collect_targets(path, provider, name, cookie=cookie,
+    pid = -1 if pid < 0 else (os.getpid() if pid == 0 else pid)
+    targets = collect_targets(path, provider, name, pid=pid, cookie=cookie,
                               has_bpf_cookie=man.has_bpf_cookie,
                               has_sema_refcnt=man.has_sema_refcnt)
     what = f"'{provider}:{name}' in '{path}'"
@@ -213,7 +225,7 @@ def attach_usdt(obj: LoadedObject, prog: LoadedProgram, path: str, provider: str
                     raise _error(e.errno, f"usdt: failed to map IP {target.abs_ip:#x} to "
                                  f"spec #{spec_id} for {what}: {e.strerror}") from e
             try:
-                link = _attach_uprobe(obj, prog, path, target.rel_ip, target.sema_off,
+                link = _attach_uprobe(obj, prog, pid, path, target.rel_ip, target.sema_off,
                                       spec_id if man.has_bpf_cookie else 0)
             except LoaderError as e:
                 raise _error(getattr(e, "errno", None) or errno_codes.EINVAL,
@@ -231,13 +243,19 @@ def attach_usdt(obj: LoadedObject, prog: LoadedProgram, path: str, provider: str
                 destroy=usdt_link.detach)
 
 
-def _attach_uprobe(obj: LoadedObject, prog: LoadedProgram, path: str, offset: int,
+def _attach_uprobe(obj: LoadedObject, prog: LoadedProgram, pid: int, path: str, offset: int,
                    ref_ctr_offset: int, bpf_cookie: int) -> Link:
-    """bpf_program__attach_uprobe_opts(prog, -1, path, offset, {ref_ctr_offset,
-    bpf_cookie}) on the uprobe PMU (perf_event_open_probe())."""
+    """bpf_program__attach_uprobe_opts(prog, pid, path, offset, {ref_ctr_offset,
+    bpf_cookie}) on the uprobe PMU: perf_event_open_probe() (pid -1 on CPU 0, a pid on
+    any CPU), then bpf_program__attach_perf_event_opts() with the cookie; the event is
+    closed if attaching to it fails."""
     from bpfreplay import sys as bsys
     from bpfreplay.loader import uprobe
-    from bpfreplay.loader.attach import PERF_ATTR_SIZE, _attach_new_perf_event
+    from bpfreplay.loader.attach import (
+        PERF_ATTR_SIZE,
+        PERF_FLAG_FD_CLOEXEC,
+        _attach_perf_event,
+    )
 
     if ref_ctr_offset >= 1 << 32:
         raise _error(errno_codes.EINVAL, f"semaphore offset {ref_ctr_offset:#x} does not "
@@ -249,5 +267,14 @@ def _attach_uprobe(obj: LoadedObject, prog: LoadedProgram, path: str, offset: in
                      ref_ctr_offset << REF_CTR_OFFSET_SHIFT)
     struct.pack_into("<QQ", attr, 56, keep.cstring_at(path), offset)
     text = f"{path}:{offset:#x}"
-    return _attach_new_perf_event(obj, prog, attr, f"uprobe '{text}'", f"uprobe {text}",
-                                  bpf_cookie=bpf_cookie)
+    try:
+        pfd = bsys.perf_event_open(attr, pid, 0 if pid == -1 else -1, -1,
+                                   PERF_FLAG_FD_CLOEXEC)
+    except OSError as e:
+        raise _error(e.errno, f"prog '{prog.spec.name}': failed to create uprobe '{text}' "
+                     f"perf event: {e.strerror}") from e
+    try:
+        return _attach_perf_event(obj, prog, pfd, f"uprobe {text}", bpf_cookie=bpf_cookie)
+    except BaseException:
+        _close_quietly(pfd)
+        raise

@@ -12,6 +12,7 @@ says what libbpf's warning says, and which errno libbpf returns (``.errno``).
 from __future__ import annotations
 
 import errno as errno_codes
+import os
 import re
 import struct
 from dataclasses import dataclass
@@ -247,11 +248,51 @@ def _first_section(elf: object, name: str):  # noqa: ANN202 - a pyelftools Secti
     return None
 
 
-def collect_targets(path: str, provider: str, name: str, *, cookie: int = 0,
+# fscanf(f, "%zx-%zx %s %zx %*s %*d%[^\n]\n", ...) over /proc/PID/maps: a line without
+# a path fails the last conversion, and ends the walk as it ends libbpf's loop.
+_MAPS_LINE = re.compile(r"[ \t\n\v\f\r]*(?:0[xX])?([0-9a-fA-F]+)-[ \t\n\v\f\r]*(?:0[xX])?"
+                        r"([0-9a-fA-F]+)[ \t\n\v\f\r]*([^ \t\n\v\f\r]+)"
+                        r"[ \t\n\v\f\r]*(?:0[xX])?([0-9a-fA-F]+)[ \t\n\v\f\r]*"
+                        r"[^ \t\n\v\f\r]+[ \t\n\v\f\r]*[+-]?[0-9]+([^\n]+)"
+                        r"[ \t\n\v\f\r]*")
+_PROC_ROOT = re.compile(r"/proc/([+-]?[0-9]+)/root([^ \t\n\v\f\r]+)")
+
+
+def vma_segments(pid: int, lib_path: str, maps: str | None = None) -> list[_Segment]:
+    """parse_vma_segs(): the executable mappings of ``lib_path`` in process ``pid``
+    (a /proc/PID/root/PATH path is looked up as PATH), sorted by address."""
+    m = _PROC_ROOT.match(lib_path)
+    if m is not None and int(m.group(1)) == pid:
+        path = m.group(2)
+    else:
+        path = os.path.realpath(lib_path)
+    if maps is None:
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                maps = f.read()
+        except OSError as e:
+            raise _fail(e.errno or errno_codes.EIO, f"usdt: failed to open "
+                        f"'/proc/{pid}/maps' to get base addr of '{lib_path}': "
+                        f"{e.strerror}") from e
+    segments = []
+    pos = 0
+    while (line := _MAPS_LINE.match(maps, pos)) is not None:
+        pos = line.end()
+        start, end, mode, offset, rest = line.groups()
+        if rest.lstrip(" \t") != path or len(mode) < 3 or mode[2] != "x":
+            continue
+        segments.append(_Segment(int(start, 16), int(end, 16), int(offset, 16), True))
+    if not segments:
+        raise _fail(errno_codes.ESRCH, f"usdt: failed to find '{lib_path}' (resolved to "
+                    f"'{path}') within PID {pid} memory mappings")
+    return sorted(segments, key=lambda s: s.start)
+
+
+def collect_targets(path: str, provider: str, name: str, *, pid: int = -1, cookie: int = 0,
                     has_bpf_cookie: bool = True, has_sema_refcnt: bool = True,
                     file: BinaryIO | None = None) -> list[UsdtTarget]:
-    """sanity_check_usdt_elf() then collect_usdt_targets() for the any-process attach
-    (pid -1) of auto-attach: every call site of PROVIDER:NAME, in note order."""
+    """sanity_check_usdt_elf() then collect_usdt_targets(): every call site of
+    PROVIDER:NAME, in note order (``pid`` -1: any process, as auto-attach asks)."""
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
@@ -266,13 +307,14 @@ def collect_targets(path: str, provider: str, name: str, *, cookie: int = 0,
         except ELFError as e:
             raise _fail(errno_codes.EBADF, f"usdt: failed to parse ELF binary '{path}': "
                         f"{e}") from e
-        return _collect(elf, path, provider, name, cookie, has_bpf_cookie, has_sema_refcnt)
+        return _collect(elf, path, provider, name, pid, cookie, has_bpf_cookie,
+                        has_sema_refcnt)
     finally:
         if file is None:
             f.close()
 
 
-def _collect(elf: object, path: str, provider: str, name: str, cookie: int,
+def _collect(elf: object, path: str, provider: str, name: str, pid: int, cookie: int,
              has_bpf_cookie: bool, has_sema_refcnt: bool) -> list[UsdtTarget]:
     header = elf.header  # type: ignore[attr-defined]
     if elf.elfclass != 64:  # type: ignore[attr-defined]
@@ -304,6 +346,7 @@ def _collect(elf: object, path: str, provider: str, name: str, cookie: int,
     what = f"'{provider}:{name}' in '{path}'"
 
     targets = []
+    vma_segs: list[_Segment] = []
     for note_name, ntype, desc in iter_note_records(notes_section.data(),
                                                     notes_section["sh_addralign"]):
         note = parse_note(note_name, ntype, desc, path)
@@ -322,8 +365,18 @@ def _collect(elf: object, path: str, provider: str, name: str, cookie: int,
                         f"{abs_ip:#x} is not executable")
         rel_ip = abs_ip - seg.start + seg.offset
         if e_type == "ET_DYN" and not has_bpf_cookie:
-            raise _fail(errno_codes.ENOTSUP, "usdt: attaching to shared libraries without "
-                        "specific PID is not supported on current kernel")
+            # the spec is found by absolute ip: only known in one process
+            if pid < 0:
+                raise _fail(errno_codes.ENOTSUP, "usdt: attaching to shared libraries "
+                            "without specific PID is not supported on current kernel")
+            if not vma_segs:
+                vma_segs = vma_segments(pid, path)
+            vma = next((v for v in vma_segs
+                        if v.offset <= rel_ip < v.offset + (v.end - v.start)), None)
+            if vma is None:
+                raise _fail(errno_codes.ESRCH, f"usdt: failed to find shared lib memory "
+                            f"segment for {what} at relative IP {rel_ip:#x}")
+            abs_ip = vma.start - vma.offset + rel_ip
         sema_off = 0
         if note.sema_addr:
             if not has_sema_refcnt:

@@ -3,7 +3,8 @@
  * arguments read through libbpf's <bpf/usdt.bpf.h> (its spec map, filled by the USDT
  * manager at attach, and the BPF cookie of each uprobe). Each program counts its hits
  * and keeps what its arguments were in `seen`, for the test to read back. The bare
- * SEC("usdt") program names no target: libbpf loads it and does not attach it. */
+ * SEC("usdt") program names no target: libbpf loads it and does not attach it; the
+ * tests attach it by hand (as bpf_program__attach_usdt() with a pid and a cookie). */
 #include <stdbool.h>
 #include <linux/bpf.h>
 #include <linux/ptrace.h>
@@ -14,7 +15,8 @@
 char LICENSE[] SEC("license") = "GPL";
 
 enum { CONSTANT_HITS, CONSTANT_ARG, REGISTER_HITS, REGISTER_ARG, MEMORY_HITS, MEMORY_ARG,
-       SITES_HITS, SITES_SECOND_SUM, GUARDED_HITS, GUARDED_ARG, ARG_COUNTS, SLOTS };
+       SITES_HITS, SITES_SECOND_SUM, GUARDED_HITS, GUARDED_ARG, ARG_COUNTS, BY_HAND_HITS,
+       BY_HAND_ARG, BY_HAND_COOKIE, SLOTS };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -39,7 +41,9 @@ static __always_inline void add(__u32 slot, __s64 value)
 SEC("usdt")
 int BPF_USDT(attached_by_hand, int value)
 {
-	put(CONSTANT_ARG, -1);
+	add(BY_HAND_HITS, 1);
+	put(BY_HAND_ARG, value);
+	put(BY_HAND_COOKIE, bpf_usdt_cookie(ctx));
 	return 0;
 }
 

@@ -6,10 +6,12 @@
  * one at a third site with another spec, and, in usdt_guarded.c, a probe with a
  * semaphore in .probes. Built at -O0 so that locals live on the stack.
  *
- *   usage: usdt_target [ROUNDS]   fires every probe ROUNDS times (default 1), then
+ *   usage: usdt_target [ROUNDS [wait]]   fires every probe ROUNDS times (default 1),
+ *   with "wait" only once a line is read from stdin (its mappings exist before), then
  *   prints the semaphore's value (non-zero while a uprobe with ref_ctr_offset holds it). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/sdt.h>
 
 unsigned short guarded_semaphore_value(void);
@@ -19,6 +21,12 @@ int main(int argc, char **argv)
 {
 	int rounds = argc > 1 ? atoi(argv[1]) : 1;
 	int on_stack = 1000 + rounds;
+
+	if (argc > 2 && strcmp(argv[2], "wait") == 0) {
+		printf("usdt_target: waiting\n");
+		fflush(stdout);
+		getchar();
+	}
 
 	for (int i = 0; i < rounds; i++) {
 		DTRACE_PROBE1(bpfreplay, constant, 42);
