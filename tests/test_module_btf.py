@@ -157,6 +157,7 @@ class _ModuleKernel:
         self.fds: dict[int, int] = {}  # fd -> BTF id
         self.calls: list[str] = []
         self.insns: dict[str, bytes] = {}  # program name -> instructions loaded
+        self.opened: list[tuple[int, int]] = []  # (fd, BTF id) handed out
         self._open = lambda: os.open("/dev/null", os.O_RDONLY)
 
     def __call__(self, number: int, args: tuple[int, ...]) -> tuple[int, int]:
@@ -184,6 +185,7 @@ class _ModuleKernel:
             btf_id = struct.unpack_from("<I", attr, 0)[0]
             fd = self._open()
             self.fds[fd] = btf_id
+            self.opened.append((fd, btf_id))
             self.calls.append(f"fd_by_id {btf_id}")
             return fd, 0
         if cmd == "BPF_OBJ_GET_INFO_BY_FD" and struct.unpack_from("<I", attr)[0] in self.fds:
@@ -261,3 +263,89 @@ def test_a_module_btf_is_kept_searched_and_closed_at_the_end_of_load():
                                                          "(b7) r1 = 4"]
     assert [a.split(": ", 1)[1] for a, _ in changed][:2] == ["(b7) r1 = 0", "(b7) r1 = 0"]
     assert "call unknown" in changed[2][0]  # libbpf's poisoned CO-RE instruction
+
+
+KIND_PTR, KIND_TYPEDEF, KIND_FUNC, KIND_FUNC_PROTO, KIND_VAR = 2, 8, 12, 13, 14
+
+
+def _module_with_ksyms(vmlinux) -> bytes:  # noqa: ANN001 - a decode.btf.Btf
+    """Split BTF of a module with what module_ksyms.bpf.c uses: int
+    bpfreplay_mod_kfunc(int x), int bpfreplay_mod_var, and the tp_btf target
+    btf_trace_bpfreplay_mod_event (a typedef of a pointer to a function)."""
+    from bpfreplay.decode.btf import Kind
+
+    base, first = len(vmlinux.strings), len(vmlinux)
+    int_id = vmlinux.by_name("int", Kind.INT).id
+    names = ["x", "bpfreplay_mod_kfunc", "bpfreplay_mod_var", "btf_trace_bpfreplay_mod_event"]
+    offsets, strings = {}, b""
+    for n in names:
+        offsets[n] = base + len(strings)
+        strings += n.encode() + b"\0"
+
+    def record(name: str | None, kind: int, vlen: int, size_or_type: int) -> bytes:
+        return struct.pack("<III", offsets[name] if name else 0, (kind << 24) | vlen,
+                           size_or_type)
+
+    types = record(None, KIND_FUNC_PROTO, 1, int_id) + struct.pack("<II", offsets["x"], int_id)
+    types += record("bpfreplay_mod_kfunc", KIND_FUNC, 1, first)  # linkage global
+    types += record("bpfreplay_mod_var", KIND_VAR, 0, int_id) + struct.pack("<I", 1)
+    types += record("btf_trace_bpfreplay_mod_event", KIND_TYPEDEF, 0, first + 4)
+    types += record(None, KIND_PTR, 0, first + 5)
+    types += record(None, KIND_FUNC_PROTO, 0, int_id)
+    return struct.pack("<HBBIIIII", BTF_MAGIC, 1, 0, 24, 0, len(types), len(types),
+                       len(strings)) + types + strings
+
+
+class _ModuleProgKernel(_ModuleKernel):
+    """Also answers the object's PROG_LOAD (which names module fds the real kernel does
+    not have), keeping its attr and fd array."""
+
+    def __call__(self, number: int, args: tuple[int, ...]) -> tuple[int, int]:
+        import ctypes
+
+        from bpfreplay.recording import syscalls as nr
+
+        if number == nr.BPF and cmd_name(args[0]) == "BPF_PROG_LOAD":
+            attr = ctypes.string_at(args[1], args[2])
+            if attr[48:64].split(b"\0")[0] == b"module_things":
+                self.calls.append("prog_load module_things")
+                self.prog_attr = attr
+                count, insns = struct.unpack_from("<IQ", attr, 4)
+                self.insns["module_things"] = ctypes.string_at(insns, count * 8)
+                fd_array = struct.unpack_from("<Q", attr, 120)[0]
+                self.fd_array = ctypes.string_at(fd_array, 8) if fd_array else b""
+                return self._open(), 0
+        return super().__call__(number, args)
+
+
+def test_kfunc_variable_and_attach_target_in_a_module():
+    """find_ksym_btf_id() and find_kernel_btf_id() past vmlinux: the kfunc's call names
+    the module BTF's slot in fd_array (insn.off 1, slot 0 unused), the typed variable's
+    ld_imm64 carries the module BTF fd in insn[1].imm, the program is loaded with
+    attach_btf_obj_fd = that fd and the target's id in the module; one walk (during
+    extern resolution), the fd closed after the load."""
+    require_kernel()
+    from bpfreplay import sys as bsys
+    from bpfreplay.loader.kernel import LoadOptions, _vmlinux_btf, load, open_object
+    from bpfreplay.loader.spec import load_spec
+
+    vmlinux = _vmlinux_btf(LoadOptions())
+    fake = _ModuleProgKernel(_module_with_ksyms(vmlinux))
+    spec = load_spec(str(_build() / "module_ksyms.bpf.o"))
+    with bsys.override_syscall(fake):
+        load(open_object(spec)).close()
+    assert fake.calls.count("next_id 0") == 1
+    module_fd = next(fd for fd, btf_id in fake.opened if btf_id == 41)
+    first = len(vmlinux)
+    attach_btf_id, attach_btf_obj_fd = struct.unpack_from("<II", fake.prog_attr, 108)
+    assert (attach_btf_id, attach_btf_obj_fd) == (first + 3, module_fd)
+    assert fake.fd_array == struct.pack("<ii", 0, module_fd)
+    insns = fake.insns["module_things"]
+    calls = [struct.unpack_from("<BBhi", insns, i) for i in range(0, len(insns), 8)
+             if insns[i] == 0x85 and insns[i + 1] >> 4 == 2]  # BPF_PSEUDO_KFUNC_CALL
+    assert [(off, imm) for _, _, off, imm in calls] == [(1, first + 1)]
+    loads = [i for i in range(0, len(insns) - 8, 8)
+             if insns[i] == 0x18 and insns[i + 1] >> 4 == 3]  # BPF_PSEUDO_BTF_ID
+    assert [struct.unpack_from("<i", insns, i + 4)[0] for i in loads] == [first + 2]
+    assert [struct.unpack_from("<i", insns, i + 12)[0] for i in loads] == [module_fd]
+    assert fake.calls.index("close btf#41") > fake.calls.index("prog_load module_things")
