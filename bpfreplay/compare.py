@@ -467,6 +467,7 @@ def _unnumbered(label: Any) -> str:
 
 def _signature(call: dict[str, Any], probe: str | None = None) -> str:
     """What pairs two calls: syscall, command, probe label, and the object."""
+    probe = probe or call.get("probe")
     what = f"probe:{probe} " if probe else ""
     return f"{call['syscall']} {call.get('cmd', '')} {what}{_object(call)}".strip()
 
@@ -673,6 +674,25 @@ def _kernel_btfs(sections: Any) -> list[str]:
     return out
 
 
+def _probes_run_for_the_application(reference: list[str], reference_probes: list[str | None],
+                                    ours: list[str], our_probes: list[str | None]) -> None:
+    """A probe the reference ran for an attach its application made by hand (libbpf
+    probes once, when something first needs it) is not run again by the skeleton's
+    attach; ours, without the hand attach, runs it at its own attach. Our calls of a
+    probe the reference ran only for its application go to our application section,
+    to be paired there (docs/parity.md)."""
+    from bpfreplay.parity_sections import APPLICATION, ATTACH
+
+    for_application = {p for p, s in zip(reference_probes, reference, strict=True)
+                       if p is not None and s == APPLICATION}
+    for_loader = {p for p, s in zip(reference_probes, reference, strict=True)
+                  if p is not None and s != APPLICATION}
+    moved = for_application - for_loader
+    for j, (probe, section) in enumerate(zip(our_probes, ours, strict=True)):
+        if section == ATTACH and probe in moved:
+            ours[j] = APPLICATION
+
+
 def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
                   reference_probes: list[str | None] | None = None,
                   our_probes: list[str | None] | None = None) -> ParityReport:
@@ -693,6 +713,8 @@ def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
     mine_probes = our_probes or [c.get("probe") for c in ours]
     ref_sections = classify(reference, ref_probes)
     our_sections = classify(ours, mine_probes)
+    _probes_run_for_the_application(ref_sections.of, ref_probes, our_sections.of,
+                                    mine_probes)
     reference = _relabel(reference, ref_sections.of)
     ours = _relabel(ours, our_sections.of)
     report = ParityReport(len(reference), len(ours))

@@ -247,7 +247,15 @@ def classify(items: list[dict[str, Any]], probes: list[str | None] | None = None
         if label is not None:
             owner[label] = section
         if item["syscall"] == "mmap" and isinstance(item.get("ret"), str):
-            owner[item["ret"]] = section if section != LOAD else LOAD
+            owner[item["ret"]] = section
+    # A probe after the load is run by the attach that needs it (libbpf's lazy
+    # kernel_supports()): it belongs with the next call that is no probe.
+    following = ATTACH
+    for i in range(len(items) - 1, end, -1):
+        if probes[i] is None:
+            following = of[i] if of[i] in (ATTACH, APPLICATION) else ATTACH
+        else:
+            of[i] = following
     return Sections(of, visits, end)
 
 
@@ -256,7 +264,7 @@ def _after_load(items: list[dict[str, Any]], i: int, probes: list[str | None],
     item = items[i]
     syscall = item["syscall"]
     if probes[i] is not None:
-        return ATTACH  # a probe libbpf runs when attaching needs it (perf_link)
+        return ATTACH  # decided in classify(): the section of the attach it serves
     if syscall == "perf_event_open":
         return ATTACH if _perf_event_by_libbpf(item) else APPLICATION
     if syscall == "bpf":

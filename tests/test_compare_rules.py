@@ -131,6 +131,31 @@ def test_the_application_section_is_shown_apart(app):
     assert report.matched == len(calls) - len(report.application)
 
 
+def test_a_probe_run_for_a_hand_attach_is_paired_in_the_application_section(
+        app, tmp_path):
+    """app hand-first attaches on_tick by hand before the skeleton's attach: libbpf
+    runs its perf_link probe for that attach; ours runs it at its tracepoint attach."""
+    reference = _record(tmp_path / "hand.mp", str(APP_DATA / "build" / "app"), "0.1",
+                        "hand-first")
+    report = compare_trace_files(str(reference), str(app[1]))
+    assert report.outcome == PARITY, report.differences[:5]
+    paired = [c for c in report.application if c.our_index is not None]
+    assert [c.call for c in paired] == [
+        "bpf BPF_PROG_LOAD probe:perf_link prog:(probe:perf_link) -> "
+        "prog:(probe:perf_link)#1",
+        "bpf BPF_LINK_CREATE probe:perf_link prog:(probe:perf_link) = -1 EBADF",
+        "close  probe:perf_link prog:(probe:perf_link) prog:(probe:perf_link)#1"]
+    assert all(c.identical for c in paired)
+    # Where the reference ran it for its own attach, it is compared there.
+    ref_calls, pid = _calls(app[0])
+    our_calls, our_pid = _calls(app[1])
+    probe = {j for j, item in enumerate(normalise(our_calls, our_pid))
+             if item.get("probe") == "perf_link"}
+    no_probe = [c for j, c in enumerate(our_calls) if j not in probe]
+    report = _compare((ref_calls, pid), (no_probe, our_pid))
+    assert [d.kind for d in report.differences] == ["missing"] * 3
+
+
 def test_a_missing_auto_attach_is_not_hidden_by_the_application_section(app):
     reference, ours = (_calls(p) for p in app)
     calls, pid = ours
