@@ -263,6 +263,9 @@ def _info(data: bytes, kind: str) -> Any:
         elif f.name in _INFO_KERNEL_STATE:
             value = KERNEL_STATE if value else 0
         out[f.name] = value
+    known_end = layout.known_end()
+    if len(data) > known_end and any(data[known_end:]):
+        out["(bytes past the known fields)"] = data[known_end:].hex()
     return out
 
 
@@ -526,6 +529,31 @@ def _size_difference(reference: dict[str, Any], ours: dict[str, Any],
     return reference, ours, (text(ref_size, notes["reference"]), text(our_size, notes["ours"]))
 
 
+def _info_size_difference(reference: dict[str, Any], ours: dict[str, Any], direction: str,
+                          ) -> tuple[dict[str, Any], dict[str, Any], tuple[str, str]] | None:
+    """An info struct of another length (OBJ_GET_INFO_BY_FD's info_len): one difference
+    with the fields non-zero past the shorter one, as for attrs."""
+    theirs = (reference.get(direction) or {}).get("info")
+    mine = (ours.get(direction) or {}).get("info")
+    if not isinstance(theirs, dict) or not isinstance(mine, dict) \
+            or theirs.keys() == mine.keys():
+        return None
+    common = theirs.keys() & mine.keys()
+    notes = []
+    for fields in (theirs, mine):
+        extra = [f"{k}={v}" for k, v in fields.items() if k not in common and v not in (0, "")]
+        length = reference if fields is theirs else ours
+        text = f"{length.get('fields', {}).get('info_len', '?')} bytes"
+        notes.append(text + (f"; non-zero past the shorter: {', '.join(extra)}" if extra
+                             else ""))
+    reference, ours = dict(reference), dict(ours)
+    for side, fields in ((reference, theirs), (ours, mine)):
+        side[direction] = dict(side[direction])
+        side[direction]["info"] = {k: v for k, v in fields.items() if k in common}
+        side["fields"] = {k: v for k, v in side.get("fields", {}).items() if k != "info_len"}
+    return reference, ours, (notes[0], notes[1])
+
+
 def _diff_pair(reference: dict[str, Any], ours: dict[str, Any],
                ) -> list[tuple[str, str, Any, Any]]:
     """(kind, path, reference value, our value) for each way two paired calls differ."""
@@ -537,6 +565,11 @@ def _diff_pair(reference: dict[str, Any], ours: dict[str, Any],
     out: list[tuple[str, str, Any, Any]] = []
     if size is not None:
         out.append(("size", "size", size[0], size[1]))
+    for direction in ("in", "out"):
+        info = _info_size_difference(reference, ours, direction)
+        if info is not None:
+            reference, ours, note = info
+            out.append(("size", f"{direction}.info", note[0], note[1]))
     diff = DeepDiff(reference, ours, verbose_level=2, ignore_order=False)
     out += [("changed", path, r, o) for path, r, o in _flatten_diff(diff)]
     return out

@@ -125,3 +125,25 @@ def test_a_walk_missing_on_one_side_is_a_difference(core):
     assert "bpf BPF_BTF_GET_NEXT_ID = -1 ENOENT" in missing
     assert any(c.startswith("bpf BPF_BTF_GET_FD_BY_ID btf_by_id") for c in missing)
     assert not report.walk.our_walked
+
+
+def test_an_info_struct_of_another_length_is_one_difference(core):
+    """A newer libbpf asks OBJ_GET_INFO_BY_FD for a longer info: one difference with
+    both lengths and what is non-zero past the shorter one."""
+    calls, pid = _calls(core[0])
+    kernel = next(v for v in _visits(calls, pid) if v.kind == "kernel")
+    edited = copy.deepcopy(calls)
+    call = edited[kernel.indices[2]]
+    call["attr"] = call["attr"][:4] + struct.pack("<I", 40) + call["attr"][8:]  # info_len
+    call["in"]["info"] += bytes(8)
+    call["out"]["info"] += struct.pack("<II", 0, 9)
+    report = compare_calls(normalise(calls, pid), normalise(edited, pid))
+    assert [(d.kind, d.path) for d in report.differences] == [("size", "out.info")]
+    assert report.differences[0].reference == "32 bytes"
+    assert report.differences[0].ours == ("40 bytes; non-zero past the shorter: "
+                                          "(bytes past the known fields)=0000000009000000")
+    # Zeros past the end: the longer info_len alone.
+    call["out"]["info"] = call["out"]["info"][:32] + bytes(8)
+    report = compare_calls(normalise(calls, pid), normalise(edited, pid))
+    assert [(d.path, d.reference, d.ours) for d in report.differences] == [
+        ("fields.info_len", 32, 40)]
