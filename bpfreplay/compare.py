@@ -16,7 +16,12 @@ The rules (docs/parity.md says why each is legitimate):
 4. addresses of mappings become the mapping they name; kernel ids (prog_id, map_id,
    ...), kernel addresses in verifier logs and timestamps are not compared.
 
-Everything else that differs is reported.
+Everything else that differs is reported. Calls are paired by what they are
+(syscall, command, probe label, object), not by position; each trace is split into
+libbpf's load (with its module-BTF walk), attach and teardown, compared call by call,
+and the application's own calls, shown apart (bpfreplay/parity_sections.py). The
+outcome (``ParityReport.outcome``) is "parity", "failed_parity" (both loads failed
+at the same call with the same errno and log) or "differences".
 """
 
 from __future__ import annotations
