@@ -614,16 +614,28 @@ def _align(reference: list[str], ours: list[str]
            ) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[int], list[int]]:
     """Pairs in order, pairs moved (same signature, another place), and the positions
     left on each side."""
-    matcher = difflib.SequenceMatcher(a=reference, b=ours, autojunk=False)
-    pairs: list[tuple[int, int]] = []
+    # The common head and tail first: difflib is quadratic on long runs of equal keys
+    # (a map updated 100000 times), and most traces compared differ in a few places.
+    head = 0
+    while head < min(len(reference), len(ours)) and reference[head] == ours[head]:
+        head += 1
+    tail = 0
+    while (tail < min(len(reference), len(ours)) - head
+           and reference[-1 - tail] == ours[-1 - tail]):
+        tail += 1
+    pairs: list[tuple[int, int]] = [(k, k) for k in range(head)]
     left_ref: list[int] = []
     left_ours: list[int] = []
+    matcher = difflib.SequenceMatcher(a=reference[head:len(reference) - tail],
+                                      b=ours[head:len(ours) - tail], autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
-            pairs += list(zip(range(i1, i2), range(j1, j2), strict=True))
+            pairs += [(head + i, head + j) for i, j in zip(range(i1, i2), range(j1, j2),
+                                                           strict=True)]
         else:
-            left_ref += range(i1, i2)
-            left_ours += range(j1, j2)
+            left_ref += range(head + i1, head + i2)
+            left_ours += range(head + j1, head + j2)
+    pairs += [(len(reference) - tail + k, len(ours) - tail + k) for k in range(tail)]
     moved: list[tuple[int, int]] = []
     waiting: dict[str, list[int]] = {}
     for j in left_ours:

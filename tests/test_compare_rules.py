@@ -214,8 +214,8 @@ def test_an_extra_probe_is_one_difference_per_call_and_the_rest_still_pairs(mini
     extra = calls[:at] + copy.deepcopy(calls[at:at + 2]) + calls[at:]  # the btf probe again
     report = _compare(reference, (extra, pid))
     assert [(d.kind, d.call) for d in report.differences] == [
-        ("extra", "bpf BPF_BTF_LOAD probe:btf btf:(probe:btf) -> btf:(probe:btf)#1"),
-        ("extra", "close  probe:btf btf:(probe:btf) btf:(probe:btf)#1")]
+        ("extra", "bpf BPF_BTF_LOAD probe:btf btf:(probe:btf) -> btf:(probe:btf)#2"),
+        ("extra", "close  probe:btf btf:(probe:btf) btf:(probe:btf)#2")]
     assert report.matched == len(reference[0])  # nothing after it renumbered
 
 
