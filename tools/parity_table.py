@@ -169,7 +169,12 @@ def markdown(rows: list[Row], duration: float) -> str:
         "calls in each trace, calls identical after normalisation (docs/parity.md), "
         "differences, and the outcome (`parity`: full parity of a working load; "
         "`failed_parity`: both loads failed at the same call with the same errno and "
-        "log). The objects and what they cover are listed in tests/corpus/manifest.py.",
+        "log). Calls of the module-BTF walk over other processes' BTF objects are machine "
+        "state (docs/parity.md): counted in the calls, not compared, so *identical* can be "
+        "less than both counts at parity; so are calls `bpfreplay run` makes as an "
+        "application would (reading an iterator). Each object's full report is in "
+        "tests/corpus/build/parity/ after a run. The objects and what they cover are "
+        "listed in tests/corpus/manifest.py.",
         "",
         f"**{at} of {len(rows)} objects at the parity expected of them** (full parity, "
         "or parity of a failed load for the loads this kernel refuses).",
