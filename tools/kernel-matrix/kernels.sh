@@ -66,7 +66,7 @@ km_unpack() {
 		mkdir -p "$KM_CACHE/debs"
 		if ! ls "$KM_CACHE/debs/${pkg}_"*.deb > /dev/null 2>&1; then
 			echo "kernel-matrix: downloading $pkg" >&2
-			(cd "$KM_CACHE/debs" && km_apt apt-get download -qq "$pkg") >&2 ||
+			(cd "$KM_CACHE/debs" && km_apt apt-get -o APT::Sandbox::User=root download -qq "$pkg") >&2 ||
 				km_die "apt-get download $pkg failed"
 		fi
 		rm -rf "$KDIR" && mkdir -p "$KDIR"
