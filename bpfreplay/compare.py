@@ -909,13 +909,18 @@ class NormalisedTrace:
 
 def read_normalised(path: str) -> NormalisedTrace:
     """Read a trace file and normalise its calls (BpfReplayError if it cannot be read)."""
+    from bpfreplay.errors import TraceFormatError
     from bpfreplay.trace import read_trace
 
     with read_trace(path) as trace:
         records = list(trace.records())
-    pid = next((r["pid"] for r in records if r.get("type") == "process"), 0)
-    calls = [r for r in records if r.get("type") == "call"]
-    return NormalisedTrace(path, pid, calls, normalise(calls, pid))
+    try:
+        pid = next((r["pid"] for r in records if r.get("type") == "process"), 0)
+        calls = [r for r in records if r.get("type") == "call"]
+        return NormalisedTrace(path, pid, calls, normalise(calls, pid))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, struct.error) as e:
+        raise TraceFormatError(f"comparing {path}: a record that is not a call as "
+                               f"bpfreplay writes them ({type(e).__name__}: {e})") from e
 
 
 def compare_loaded(reference: NormalisedTrace, ours: NormalisedTrace) -> ParityReport:

@@ -317,5 +317,15 @@ def test_compare_command_exit_codes_and_errors(tmp_path, minimal, app):
     junk.write_bytes(b"not a trace\n")
     bad = _bpfreplay("compare", str(minimal[0]), str(junk), check=False)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and "junk.mp" in bad.stderr
+    from bpfreplay.trace import TraceWriter
+
+    broken = tmp_path / "broken.mp"
+    with read_trace(str(minimal[0])) as trace:
+        header = {k: v for k, v in trace.header.items() if k not in ("format", "version")}
+    with TraceWriter(str(broken), header) as writer:
+        writer.write({"type": "call", "index": 0, "pid": 1, "syscall": "bpf"})  # no cmd
+    bad = _bpfreplay("compare", str(broken), str(minimal[1]), check=False)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "broken.mp" in bad.stderr and "not a call" in bad.stderr
     shown = _bpfreplay("compare", str(app[0]), str(app[1]), check=False)
     assert shown.returncode == 0 and "application section" in shown.stdout
