@@ -110,8 +110,9 @@ def _print_application(report: ParityReport, out: TextIO) -> None:
     if not calls:
         return
     both = sum(1 for c in calls if c.reference_index is not None and c.our_index is not None)
+    mine = sum(1 for c in calls if c.reference_index is None)
     print(f"parity: application section ({len(calls)} call(s), not loader differences; "
-          f"{both} made by both):", file=out)
+          f"{both} made by both, {mine} by ours only):", file=out)
     for c in calls[:_MAX_APPLICATION]:
         if c.reference_index is not None and c.our_index is not None:
             side = "both, identical" if c.identical else "both, not identical"
