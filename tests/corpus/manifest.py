@@ -49,6 +49,10 @@ def _data(kind: str, name: str, covers: str, **kw) -> CorpusObject:
 _STRUCT_OPS = ("the loader refuses struct_ops maps (\"not supported yet\"); libbpf 1.1.2 "
                "creates the map and loads its programs")
 
+_UNKNOWN_SECTION = ("the loader refuses a program of unknown section before any call; "
+                    "libbpf 1.1.2 makes its probes and BTF load first and fails in "
+                    "bpf_object_load_prog()")
+
 CORPUS: tuple[CorpusObject, ...] = (
     # libbpf-bootstrap example kinds
     CorpusObject("reference/minimal", ROOT / "reference" / "libbpf-bootstrap" /
@@ -103,6 +107,18 @@ CORPUS: tuple[CorpusObject, ...] = (
          pending=_STRUCT_OPS),
     _own("license_rejected", "a non-GPL program calling a GPL-only helper (verifier "
          "rejects)", expect=FAILED_PARITY),
+    _own("misc", "a program not autoloaded (SEC(\"?...\")), a user map created "
+         "BPF_F_MMAPABLE, a NUMA-node map, a read-only-for-programs map, raw key/value "
+         "sizes, CO-RE string and array-element reads, raw_tp/"),
+    _own("kfuncs", "kfunc calls (task acquire/release, RCU lock), a weak missing kfunc"),
+    _own("linked", "two objects joined by libbpf's static linker (bpftool gen object): "
+         "a global function and a map across files, weak and strong definitions"),
+    _own("unknown_section", "a section libbpf 1.1.2 does not know (uprobe.multi/): the "
+         "load fails", expect=FAILED_PARITY, pending=_UNKNOWN_SECTION),
+    _own("missing_tp", "a tracepoint that does not exist: the attach fails in tracefs",
+         expect=FAILED_PARITY),
+    _own("missing_raw_tp", "a raw tracepoint that does not exist: RAW_TRACEPOINT_OPEN "
+         "fails", expect=FAILED_PARITY),
     _own("pinned", "LIBBPF_PIN_BY_NAME map beside an unpinned one",
          pins=("corpus_pinned_counts",)),
     _data("loader", "nobtf", "no BTF at all, a \"version\" section"),

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: MIT
+/* corpus: a program in a section libbpf 1.1.2 does not know (uprobe.multi/ came
+ * later): the open fails before any syscall ("missing BPF prog type"). */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+SEC("uprobe.multi/corpus:corpus_target_*")
+int future_section(void *ctx)
+{
+	return 0;
+}
