@@ -33,9 +33,8 @@ _MAP_FIXED = 0x10
 _AUTO_LINK_TYPES = frozenset(enum_values("bpf_attach_type").get("BPF_" + n, -1) for n in (
     "PERF_EVENT", "TRACE_FENTRY", "TRACE_FEXIT", "MODIFY_RETURN", "LSM_MAC", "TRACE_RAW_TP",
     "TRACE_ITER", "TRACE_KPROBE_MULTI", "TRACE_UPROBE_MULTI", "TRACE_KPROBE_SESSION"))
-# Calls that end bpf_object__load(), after its last program load: binding .rodata to
-# each program, filling program arrays (bpf_object_init_prog_arrays), closing the
-# module BTFs kept for the load; then bpf_object__load_skeleton()'s MAP_FIXED mmaps.
+# The maps of libbpf's USDT manager (usdt.c: __bpf_usdt_specs, __bpf_usdt_ip_to_spec_id,
+# as the kernel truncates their names).
 _USDT_MAP_PREFIX = "map:__bpf_usdt"
 
 
@@ -214,9 +213,12 @@ def _load_end(items: list[dict[str, Any]], probes: list[str | None]) -> int:
 
 def _perf_event_by_libbpf(item: dict[str, Any]) -> bool:
     """A perf event libbpf's auto-attach opens: a tracepoint or a kprobe/uprobe PMU
-    (dynamic types), for every process (pid -1). Events of the fixed hardware, software,
-    cache, raw and breakpoint types, and events of one process, are opened by the
-    application (perf_buffer__new, a profiler, attach by hand to a pid)."""
+    (dynamic types), for every process (pid -1): libbpf 1.1.2's
+    perf_event_open_tracepoint() and perf_event_open_probe() with the pid -1 that
+    attach_tp(), attach_kprobe(), attach_uprobe() and attach_usdt() pass. Events of the
+    fixed hardware, software, cache, raw and breakpoint types, and events of one
+    process, are opened by the application (perf_buffer__new, a profiler, attach by
+    hand to one pid)."""
     perf_type = item.get("fields", {}).get("type")
     pid = item.get("args", {}).get("pid")
     return pid == -1 and (perf_type == _PERF_TYPE_TRACEPOINT
