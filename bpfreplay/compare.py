@@ -887,7 +887,8 @@ def load_failure(items: list[dict[str, Any]], probes: set[int] | frozenset[int] 
         if index in probes or not _is_load_step(item):
             continue
         if item.get("errno"):
-            log = (item.get("out") or {}).get("log_buf", "")
+            out = item.get("out") or {}
+            log = out.get("log_buf") or out.get("btf_log_buf") or out.get("common.log_buf") or ""
             if not isinstance(log, str):
                 log = str(log)
             failure = Failure(index, _signature(item, item.get("probe")), int(item["errno"]),
