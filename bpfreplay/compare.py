@@ -711,6 +711,8 @@ class BtfWalk:
     our_foreign: int = 0
     reference_walked: bool = False
     our_walked: bool = False
+    reference_foreign_calls: int = 0  # the calls of those visits, left out of the pairing
+    our_foreign_calls: int = 0
 
 
 def _kernel_btfs(sections: Any) -> list[str]:
@@ -770,7 +772,8 @@ def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
     report = ParityReport(len(reference), len(ours))
     report.walk = BtfWalk(_kernel_btfs(ref_sections), _kernel_btfs(our_sections),
                           ref_sections.foreign, our_sections.foreign,
-                          bool(ref_sections.visits), bool(our_sections.visits))
+                          bool(ref_sections.visits), bool(our_sections.visits),
+                          len(ref_sections.indices(FOREIGN)), len(our_sections.indices(FOREIGN)))
 
     loader = (LOAD, WALK, ATTACH, TEARDOWN)
     ref_loader = ref_sections.indices(*loader)

@@ -51,8 +51,18 @@ def print_report(report: ParityReport, reference: str, ours: str,
                  out: TextIO = sys.stdout) -> None:
     print(f"parity: reference {reference} ({report.reference_calls} calls) vs. "
           f"ours {ours} ({report.our_calls} calls)", file=out)
+    apart = []
+    walk = report.walk
+    if walk is not None and (walk.reference_foreign_calls or walk.our_foreign_calls):
+        apart.append(f"{walk.reference_foreign_calls}/{walk.our_foreign_calls} calls on "
+                     "foreign BTF objects")
+    if report.application:
+        ref_app = sum(1 for c in report.application if c.reference_index is not None)
+        our_app = sum(1 for c in report.application if c.our_index is not None)
+        apart.append(f"{ref_app}/{our_app} application calls")
+    aside = f"; apart (reference/ours): {', '.join(apart)}" if apart else ""
     print(f"parity: {report.matched} calls identical after normalisation "
-          "(docs/parity.md)", file=out)
+          f"(docs/parity.md){aside}", file=out)
     _print_walk(report, out)
     if report.teardown_skipped:
         print(f"parity: the reference has no teardown (stopped before it): our "
