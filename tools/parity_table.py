@@ -83,11 +83,12 @@ def record_reference(obj: CorpusObject, trace: Path, duration: float
         clean_pins(obj)
 
 
-def run_ours(obj: CorpusObject, reference: Path, duration: float, save: Path | None = None
-             ) -> subprocess.CompletedProcess[str]:
-    """`bpfreplay run OBJ --duration D --compare REFERENCE`."""
-    command = bpfreplay_command() + ["run", str(obj.path), "--duration", str(duration),
-                                     "--compare", str(reference)]
+def run_ours(obj: CorpusObject, reference: Path, duration: float, save: Path | None = None,
+             prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`bpfreplay run OBJ --duration D --compare REFERENCE` (under PREFIX, e.g. strace;
+    the comparison itself makes no syscall a tracer would see)."""
+    command = (prefix or []) + bpfreplay_command() + [
+        "run", str(obj.path), "--duration", str(duration), "--compare", str(reference)]
     for name in obj.globals:
         command += ["--set", f"{name}=self"]
     if save is not None:
