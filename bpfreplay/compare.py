@@ -401,7 +401,8 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
             item["args"] = {"addr": ADDRESS if args[0] else 0, "length": args[1],
                             "prot": args[2], "flags": args[3], "fd": fd, "offset": args[5]}
             if ret is not None and ret != -1:
-                label = f"<mapping of {fd}>"
+                at = f"+{args[5]:#x}" if args[5] else ""  # a ring buffer's two mappings
+                label = f"<mapping of {fd}{at}>"
                 objects.mappings[ret & 0xFFFFFFFFFFFFFFFF] = label
                 ret = label
         elif syscall == "munmap":
