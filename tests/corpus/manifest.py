@@ -119,6 +119,13 @@ CORPUS: tuple[CorpusObject, ...] = (
          expect=FAILED_PARITY),
     _own("missing_raw_tp", "a raw tracepoint that does not exist: RAW_TRACEPOINT_OPEN "
          "fails", expect=FAILED_PARITY),
+    _own("cpuv4", "clang-22 -mcpu=v4: sign-extending loads/moves, signed div/mod, bswap, "
+         "v3 atomics with results"),
+    _own("progs_clang22", "progs built by clang-22 (its prog array's BTF makes libbpf "
+         "retry the map without BTF)"),
+    _own("sections_clang22", "sections built by clang-22"),
+    _own("core_kinds_clang22", "core_kinds built by clang-22"),
+    _own("bootstrap_clang22", "bootstrap built by clang-22"),
     _own("pinned", "LIBBPF_PIN_BY_NAME map beside an unpinned one",
          pins=("corpus_pinned_counts",)),
     _data("loader", "nobtf", "no BTF at all, a \"version\" section"),
