@@ -326,9 +326,9 @@ def _compare(reference: _Reference, args: argparse.Namespace, ours: str, *,
         # neither trace holds a failing call: a failure at parity when the reference,
         # having made the same calls, failed too.
         if reference.exit_code:
-            print("parity: PARITY OF A FAILED LOAD: every call matched, and both failed "
-                  "without a failing kernel call: ours with the error above, the "
-                  f"reference with exit status {reference.exit_code}")
+            print("parity: but both failed without a failing kernel call (ours: the "
+                  f"error above; the reference exited with status {reference.exit_code})"
+                  ": PARITY OF A FAILED LOAD")
             return 3
         print("bpfreplay: every call matched, but our load failed where the reference's "
               "did not", file=sys.stderr)

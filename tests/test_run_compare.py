@@ -184,6 +184,20 @@ def test_failed_load_at_parity_with_libbpf_exits_3(rejected_pair):
     assert "invalid mem access" in alone.stderr
 
 
+def test_attach_failing_before_any_kernel_call_is_parity_of_a_failed_load(run_builds):
+    """Without kprobes, libbpf's attach fails reading sysfs, before any call we record
+    (the skeleton exits 1), and so does ours: every call matched, exit 3."""
+    if Path("/sys/bus/event_source/devices/kprobe").exists():
+        pytest.skip("this kernel has kprobes: the attach works")
+    result = subprocess.run([BPFREPLAY, "run", str(run_builds / "kprobe.bpf.o"), "--compare",
+                             str(run_builds / "kprobe_skel"), "--duration", "0.5"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "kprobes are not available on this kernel" in result.stderr
+    assert "exited with status 1" in result.stderr
+    assert "PARITY OF A FAILED LOAD" in result.stdout
+
+
 def test_ctrl_c_while_recording_the_reference_exits_130_leaving_nothing(minimal_binary,
                                                                        minimal_object):
     before = _kernel_prog_ids("handle_tp")
