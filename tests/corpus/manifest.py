@@ -53,6 +53,16 @@ _UNKNOWN_SECTION = ("the loader refuses a program of unknown section before any 
                     "libbpf 1.1.2 makes its probes and BTF load first and fails in "
                     "bpf_object_load_prog()")
 
+_KPROBE_MULTI = ("the loader refuses kprobe.multi/ before BPF_LINK_CREATE; libbpf 1.1.2 "
+                 "resolves the glob in /proc/kallsyms and makes the LINK_CREATE "
+                 "(ENOTSUP here)")
+_PROG_NAME_ORDER = ("the loader resolves a BTF attach target before the prog_name probe; "
+                    "libbpf 1.1.2's bpf_object_load_prog() asks FEAT_PROG_NAME first, "
+                    "then prog_prepare_load_fn (the target lookup)")
+_FREPLACE = ("the loader walks module BTFs for a freplace/ target and skips the "
+             "prog_name probe; libbpf 1.1.2 asks FEAT_PROG_NAME first and fails an EXT "
+             "program without attach_prog_fd at once (EINVAL)")
+
 CORPUS: tuple[CorpusObject, ...] = (
     # libbpf-bootstrap example kinds
     CorpusObject("reference/minimal", ROOT / "reference" / "libbpf-bootstrap" /
@@ -126,6 +136,14 @@ CORPUS: tuple[CorpusObject, ...] = (
     _own("sections_clang22", "sections built by clang-22"),
     _own("core_kinds_clang22", "core_kinds built by clang-22"),
     _own("bootstrap_clang22", "bootstrap built by clang-22"),
+    _own("usdt_lib", "usdt/ in a shared library of ours, with a semaphore "
+         "(ref_ctr_offset)"),
+    _own("kprobe_multi", "kprobe.multi/ and kretprobe.multi/ with a glob (attach fails "
+         "here)", expect=FAILED_PARITY, pending=_KPROBE_MULTI),
+    _own("freplace", "freplace/ without a target program (load fails)",
+         expect=FAILED_PARITY, pending=_FREPLACE),
+    _own("fentry_missing", "fentry/ on a function the kernel lacks (load fails after "
+         "the module-BTF walk)", expect=FAILED_PARITY, pending=_PROG_NAME_ORDER),
     _own("pinned", "LIBBPF_PIN_BY_NAME map beside an unpinned one",
          pins=("corpus_pinned_counts",)),
     _data("loader", "nobtf", "no BTF at all, a \"version\" section"),
