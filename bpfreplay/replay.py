@@ -76,10 +76,18 @@ def run(args: argparse.Namespace) -> int:
     if reference is not None and not trace_path:
         trace_path = os.path.join(tempfile.mkdtemp(prefix="bpfreplay-"), "python.mp")
     from bpfreplay.loader.spec import MapKind
-    from bpfreplay.trace_pipe import format_patterns, start_printer, stop_printer
+    from bpfreplay.trace_pipe import (
+        calls_trace_printk,
+        format_patterns,
+        start_printer,
+        stop_printer,
+    )
 
+    # The trace pipe has one reader: take it only if a program prints there (the
+    # BPF_SEQ_PRINTF formats of an iterator's .rodata are no reason to).
     formats = format_patterns(m.initial_value or b"" for m in spec.maps
-                              if m.kind == MapKind.RODATA)
+                              if m.kind == MapKind.RODATA) \
+        if any(calls_trace_printk(p.insns) for p in spec.programs) else []
     printer = start_printer(formats)
     if formats and not printer:
         print("bpfreplay: no trace pipe (mount tracefs to see bpf_printk output)",

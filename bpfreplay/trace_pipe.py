@@ -19,6 +19,20 @@ _PRINTK_LINE = re.compile(r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[\d+\].*?: bpf_tra
                           r"(?P<message>.*)$")
 
 
+# bpf_trace_printk and bpf_trace_vprintk: the helpers whose output the trace pipe shows
+# (bpf_seq_printf, bpf_snprintf ... write elsewhere).
+_PRINTK_HELPERS = frozenset({6, 177})
+
+
+def calls_trace_printk(insns: bytes) -> bool:
+    """Whether instructions call a helper that writes to the trace pipe."""
+    for i in range(0, len(insns) - 7, 8):
+        if insns[i] == 0x85 and insns[i + 1] >> 4 == 0 and \
+                int.from_bytes(insns[i + 4:i + 8], "little", signed=True) in _PRINTK_HELPERS:
+            return True
+    return False
+
+
 def format_patterns(data_sections: Iterable[bytes]) -> list[re.Pattern[str]]:
     """Regexes for the printf-style format strings found in ``data_sections``."""
     patterns = []
