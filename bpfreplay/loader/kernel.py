@@ -586,8 +586,11 @@ def _prog_load_attrs(obj: LoadedObject, prog: ProgramSpec, r: RelocatedProgram,
                      kern_version: int) -> bpfcalls.ProgLoad:
     from bpfreplay.loader.sections import SecFlags
 
+    # bpf_object_load_prog() asks FEAT_PROG_NAME before anything else of the load
+    # (prog_prepare_load_fn, where the attach target is looked up, comes later).
+    named = obj.features.supports("prog_name")
     load = bpfcalls.ProgLoad(prog.prog_type, r.insns, license=obj.spec.license,
-                             name=prog.name, kern_version=kern_version)
+                             name=prog.name if named else None, kern_version=kern_version)
     load.expected_attach_type = prog.expected_attach_type
     if obj.kernel_btf is not None:
         load.fd_array = obj.kernel_btf.fd_array_bytes()  # module BTF fds of kfuncs
@@ -610,6 +613,7 @@ def _prog_load_attrs(obj: LoadedObject, prog: ProgramSpec, r: RelocatedProgram,
 
 
 _ATTACH_TYPES = enum_values("bpf_attach_type")
+_PROG_TYPE_EXT = enum_values("bpf_prog_type")["BPF_PROG_TYPE_EXT"]
 # libbpf's btf_get_kernel_prefix_kind(): where the kernel's BTF names attach targets.
 _ATTACH_BTF_NAMES = {
     _ATTACH_TYPES["BPF_TRACE_RAW_TP"]: ("btf_trace_", "TYPEDEF"),
@@ -628,6 +632,11 @@ def _attach_btf_id(obj: LoadedObject, prog: ProgramSpec) -> tuple[int, int]:
     if "/" not in prog.section:
         raise LoaderError(f"prog '{prog.name}': no BTF-based attach target is specified in "
                           f"section '{prog.section}'")
+    if prog.prog_type == _PROG_TYPE_EXT:
+        # libbpf_find_attach_btf_id(): freplace/ names a function of another program,
+        # whose fd must be set before load; nothing is looked up in kernel BTFs.
+        raise LoaderError(f"prog '{prog.name}': attach program FD is not set (freplace/ "
+                          "needs a target program: -EINVAL)")
     target = prog.section.split("/", 1)[1]
     prefix, kind = _ATTACH_BTF_NAMES.get(prog.expected_attach_type, ("", "FUNC"))
     found = obj.kernel_btf.find_attach_target(prefix + target, Kind[kind]) \
