@@ -89,7 +89,8 @@ class Results:
 # ------------------------------------------------------------------ strace
 
 
-_STRACE_CALLS = "trace=bpf,perf_event_open,ioctl,mmap,munmap,close"
+_TRACED = ("bpf", "perf_event_open", "ioctl", "mmap", "munmap", "close")
+_STRACE_CALLS = "trace=" + ",".join(_TRACED)
 _FD_FIELD = re.compile(r"\b(\w*fd)=-?\d+")
 _ID_FIELD = re.compile(r"\b(prog_id|map_id|btf_id|link_id|start_id|next_id|id)=\d+")
 _POINTER = re.compile(r"0x[0-9a-f]{5,}")
@@ -131,6 +132,8 @@ def abstract_strace(text: str) -> list[str]:
         if m is None:
             continue
         name, rest = m.group(2), m.group(3)
+        if name not in _TRACED:
+            continue  # e.g. a new thread's first stop, shown as syscall_0x14f(...)
         ret = _RET.search(line)
         fd_made = int(ret.group(1)) if ret else None
         if name == "close":
@@ -331,6 +334,7 @@ def test_abstract_strace_names_fds_and_drops_the_walk() -> None:
         '11 bpf(BPF_MAP_UPDATE_ELEM, {map_fd=5, key=0x7ffd0000aa00 <unfinished ...>',
         '10 close(9)                               = 0',
         '11 <... bpf resumed>, value=0x7ffd0000bb00, flags=BPF_ANY}, 32) = 0',
+        '12 syscall_0x14f(0x7f03a8375e90, 0, 0x7f03a8a69460, 0) = 0x1d79',
         '10 bpf(BPF_PROG_LOAD, {prog_type=1}, 148) = -1 EPERM (Operation not permitted)',
     ])
     assert abstract_strace(log) == [

@@ -56,13 +56,6 @@ _UNKNOWN_SECTION = ("the loader refuses a program of unknown section before any 
 _KPROBE_MULTI = ("the loader refuses kprobe.multi/ before BPF_LINK_CREATE; libbpf 1.1.2 "
                  "resolves the glob in /proc/kallsyms and makes the LINK_CREATE "
                  "(ENOTSUP here)")
-_PROG_NAME_ORDER = ("the loader resolves a BTF attach target before the prog_name probe; "
-                    "libbpf 1.1.2's bpf_object_load_prog() asks FEAT_PROG_NAME first, "
-                    "then prog_prepare_load_fn (the target lookup)")
-_FREPLACE = ("the loader walks module BTFs for a freplace/ target and skips the "
-             "prog_name probe; libbpf 1.1.2 asks FEAT_PROG_NAME first and fails an EXT "
-             "program without attach_prog_fd at once (EINVAL)")
-
 CORPUS: tuple[CorpusObject, ...] = (
     # libbpf-bootstrap example kinds
     CorpusObject("reference/minimal", ROOT / "reference" / "libbpf-bootstrap" /
@@ -141,9 +134,9 @@ CORPUS: tuple[CorpusObject, ...] = (
     _own("kprobe_multi", "kprobe.multi/ and kretprobe.multi/ with a glob (attach fails "
          "here)", expect=FAILED_PARITY, pending=_KPROBE_MULTI),
     _own("freplace", "freplace/ without a target program (load fails)",
-         expect=FAILED_PARITY, pending=_FREPLACE),
+         expect=FAILED_PARITY),
     _own("fentry_missing", "fentry/ on a function the kernel lacks (load fails after "
-         "the module-BTF walk)", expect=FAILED_PARITY, pending=_PROG_NAME_ORDER),
+         "the module-BTF walk)", expect=FAILED_PARITY),
     _own("pinned", "LIBBPF_PIN_BY_NAME map beside an unpinned one",
          pins=("corpus_pinned_counts",)),
     _data("loader", "nobtf", "no BTF at all, a \"version\" section"),
