@@ -56,6 +56,9 @@ _UNKNOWN_SECTION = ("the loader refuses a program of unknown section before any 
 _KPROBE_MULTI = ("the loader refuses kprobe.multi/ before BPF_LINK_CREATE; libbpf 1.1.2 "
                  "resolves the glob in /proc/kallsyms and makes the LINK_CREATE "
                  "(ENOTSUP here)")
+_NO_PROGRAMS = ("the loader refuses an object without programs (\"no programs found\"); "
+                "libbpf 1.1.2 probes, loads the BTF and creates the maps")
+
 CORPUS: tuple[CorpusObject, ...] = (
     # libbpf-bootstrap example kinds
     CorpusObject("reference/minimal", ROOT / "reference" / "libbpf-bootstrap" /
@@ -137,6 +140,14 @@ CORPUS: tuple[CorpusObject, ...] = (
          expect=FAILED_PARITY),
     _own("fentry_missing", "fentry/ on a function the kernel lacks (load fails after "
          "the module-BTF walk)", expect=FAILED_PARITY),
+    _own("maps_only", "maps and global data, no program", pending=_NO_PROGRAMS),
+    _own("partial_attach", "a tracepoint attached, then a uprobe on a missing function "
+         "failing in libbpf's ELF lookup; destroy detaches the first",
+         expect=FAILED_PARITY),
+    _own("core_poisoned", "a CO-RE read of a missing field without a check: poisoned, "
+         "rejected by the verifier", expect=FAILED_PARITY),
+    _own("map_rejected", "a hash map of 0 entries: MAP_CREATE fails, retried without "
+         "BTF", expect=FAILED_PARITY),
     _own("pinned", "LIBBPF_PIN_BY_NAME map beside an unpinned one",
          pins=("corpus_pinned_counts",)),
     _data("loader", "nobtf", "no BTF at all, a \"version\" section"),
