@@ -53,9 +53,6 @@ _UNKNOWN_SECTION = ("the loader refuses a program of unknown section before any 
                     "libbpf 1.1.2 makes its probes and BTF load first and fails in "
                     "bpf_object_load_prog()")
 
-_KPROBE_MULTI = ("the loader refuses kprobe.multi/ before BPF_LINK_CREATE; libbpf 1.1.2 "
-                 "resolves the glob in /proc/kallsyms and makes the LINK_CREATE "
-                 "(ENOTSUP here)")
 _NO_PROGRAMS = ("the loader refuses an object without programs (\"no programs found\"); "
                 "libbpf 1.1.2 probes, loads the BTF and creates the maps")
 
@@ -135,7 +132,7 @@ CORPUS: tuple[CorpusObject, ...] = (
     _own("usdt_lib", "usdt/ in a shared library of ours, with a semaphore "
          "(ref_ctr_offset)"),
     _own("kprobe_multi", "kprobe.multi/ and kretprobe.multi/ with a glob (attach fails "
-         "here)", expect=FAILED_PARITY, pending=_KPROBE_MULTI),
+         "here)", expect=FAILED_PARITY),
     _own("freplace", "freplace/ without a target program (load fails)",
          expect=FAILED_PARITY),
     _own("fentry_missing", "fentry/ on a function the kernel lacks (load fails after "
@@ -148,6 +145,11 @@ CORPUS: tuple[CorpusObject, ...] = (
          "rejected by the verifier", expect=FAILED_PARITY),
     _own("map_rejected", "a hash map of 0 entries: MAP_CREATE fails, retried without "
          "BTF", expect=FAILED_PARITY),
+    _own("big_data", "data sections over a page: .bss 70000, .data 5000, .rodata 9000 "
+         "bytes"),
+    _own("dash-ed.name", "sections under a file name bpftool sanitises (dash_ed_name_bpf)"),
+    _own("progs_noext", "progs with .BTF.ext stripped (llvm-objcopy): no func/line info, "
+         "the kernel wants func_info for the bpf_loop callback", expect=FAILED_PARITY),
     _own("pinned", "LIBBPF_PIN_BY_NAME map beside an unpinned one",
          pins=("corpus_pinned_counts",)),
     _data("loader", "nobtf", "no BTF at all, a \"version\" section"),
