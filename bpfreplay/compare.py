@@ -186,10 +186,16 @@ def _attr_fields(cmd: int, attr: bytes, objects: _Objects) -> dict[str, Any]:
     fds = set(FD_FIELDS.get(name, ()))
     out: dict[str, Any] = {}
     seen_offsets: set[tuple[int, int]] = set()
+    pointer_spans: list[tuple[int, int]] = []
     for f in layout.fields:
         if f.offset >= len(attr) or (f.offset, f.size) in seen_offsets:
             continue  # past the size passed, or an alias of a field already shown
+        if any(start <= f.offset and f.end <= end for start, end in pointer_spans):
+            continue  # bytes of a pointer already shown (link_create's kprobe_multi.addrs
+            # is tracing_multi.cnt's place in newer unions): not a value of their own
         seen_offsets.add((f.offset, f.size))
+        if f.name in pointers:
+            pointer_spans.append((f.offset, f.end))
         if "[" in f.type:
             out[f.name] = attr[f.offset:f.end].rstrip(b"\0").decode("latin-1")
             continue

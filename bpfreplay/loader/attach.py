@@ -210,6 +210,13 @@ def _usdt_attach(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
     return usdt.attach(obj, prog)
 
 
+def _kprobe_multi_attach(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
+    """attach_kprobe_multi(): loader/kprobe_multi.py."""
+    from bpfreplay.loader import kprobe_multi
+
+    return kprobe_multi.attach(obj, prog)
+
+
 def _unsupported(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
     how = prog.spec.sec_def.attach if prog.spec.sec_def else None
     raise LoaderError(f"prog '{prog.spec.name}' ({prog.spec.section}): attaching '{how}' "
@@ -222,7 +229,7 @@ _ATTACHERS = {
     "trace": _attach_trace,
     "kprobe": _attach_kprobe,
     "ksyscall": _attach_kprobe,
-    "kprobe_multi": _attach_kprobe,
+    "kprobe_multi": lambda obj, prog: _kprobe_multi_attach(obj, prog),
     "uprobe": lambda obj, prog: _attach_uprobe(obj, prog),
     "iter": attach_iter,
     "usdt": lambda obj, prog: _usdt_attach(obj, prog),
