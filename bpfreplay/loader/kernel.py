@@ -566,6 +566,11 @@ def _load_programs(obj: LoadedObject, relocated: dict[str, RelocatedProgram],
     for p in obj.programs:
         if not p.spec.autoload:
             continue
+        if p.spec.prog_type == 0:
+            # bpf_object_load_prog(): a section no sec_def knows left the type UNSPEC;
+            # the first thing checked, before any probe or call of this program.
+            raise LoaderError(f"prog '{p.spec.name}': missing BPF prog type, check ELF "
+                              f"section name '{p.spec.section}' (-EINVAL)")
         r = relocated[p.spec.name]
         load = _prog_load_attrs(obj, p.spec, r, kern_version)
         p.fd, p.log = _prog_load_with_log(p.spec, load, features, options.log_level)

@@ -49,10 +49,6 @@ def _data(kind: str, name: str, covers: str, **kw) -> CorpusObject:
 _STRUCT_OPS = ("the loader refuses struct_ops maps (\"not supported yet\"); libbpf 1.1.2 "
                "creates the map and loads its programs")
 
-_UNKNOWN_SECTION = ("the loader refuses a program of unknown section before any call; "
-                    "libbpf 1.1.2 makes its probes and BTF load first and fails in "
-                    "bpf_object_load_prog()")
-
 _NO_PROGRAMS = ("the loader refuses an object without programs (\"no programs found\"); "
                 "libbpf 1.1.2 probes, loads the BTF and creates the maps")
 
@@ -117,7 +113,7 @@ CORPUS: tuple[CorpusObject, ...] = (
     _own("linked", "two objects joined by libbpf's static linker (bpftool gen object): "
          "a global function and a map across files, weak and strong definitions"),
     _own("unknown_section", "a section libbpf 1.1.2 does not know (uprobe.multi/): the "
-         "load fails", expect=FAILED_PARITY, pending=_UNKNOWN_SECTION),
+         "load fails", expect=FAILED_PARITY),
     _own("missing_tp", "a tracepoint that does not exist: the attach fails in tracefs",
          expect=FAILED_PARITY),
     _own("missing_raw_tp", "a raw tracepoint that does not exist: RAW_TRACEPOINT_OPEN "

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /* corpus: a program in a section libbpf 1.1.2 does not know (uprobe.multi/ came
- * later): the open fails before any syscall ("missing BPF prog type"). */
+ * later): opened typeless, the load fails at it ("missing BPF prog type"). */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
