@@ -52,6 +52,10 @@ _STRUCT_OPS = ("the loader refuses struct_ops maps (\"not supported yet\"); libb
 _NO_PROGRAMS = ("the loader refuses an object without programs (\"no programs found\"); "
                 "libbpf 1.1.2 probes, loads the BTF and creates the maps")
 
+_SLOT_FD = ("the loader writes -1 into a prog array slot of a program not loaded; libbpf "
+            "1.1.2 init_prog_array_slots() writes bpf_program__fd()'s -ENOENT (-2); and "
+            "compare counts that call in the application section, not as a difference")
+
 CORPUS: tuple[CorpusObject, ...] = (
     # libbpf-bootstrap example kinds
     CorpusObject("reference/minimal", ROOT / "reference" / "libbpf-bootstrap" /
@@ -146,6 +150,13 @@ CORPUS: tuple[CorpusObject, ...] = (
     _own("dash-ed.name", "sections under a file name bpftool sanitises (dash_ed_name_bpf)"),
     _own("progs_noext", "progs with .BTF.ext stripped (llvm-objcopy): no func/line info, "
          "the kernel wants func_info for the bpf_loop callback", expect=FAILED_PARITY),
+    _own("attach_kinds2", "more types: sk_reuseport(/migrate), cgroup dev/sysctl, sock_addr "
+         "hooks, post_bind4, sock_release, setsockopt, lwt out/xmit/seg6local, sk_skb "
+         "parser, xdp/devmap, xdp/cpumap, action, classifier"),
+    _own("inner_maps", "an array of ring buffers and a hash of NO_PREALLOC hashes, each "
+         "with an initial slot"),
+    _own("slot_unloaded", "a prog array slot naming a program not autoloaded (the load "
+         "fails: EBADF)", expect=FAILED_PARITY, pending=_SLOT_FD),
     _own("pinned", "LIBBPF_PIN_BY_NAME map beside an unpinned one",
          pins=("corpus_pinned_counts",)),
     _data("loader", "nobtf", "no BTF at all, a \"version\" section"),
