@@ -157,6 +157,10 @@ CORPUS: tuple[CorpusObject, ...] = (
          "with an initial slot"),
     _own("slot_unloaded", "a prog array slot naming a program not autoloaded (the load "
          "fails: EBADF)", expect=FAILED_PARITY, pending=_SLOT_FD),
+    _own("usdt_args", "usdt/ on target2 (-O2): constant, register, stack-memory, signed "
+         "byte and 64-bit argument specs, a probe at two sites, semaphores"),
+    _own("usdt_rip", "usdt/ with %rip-relative arguments libbpf 1.1.2 cannot parse (the "
+         "attach fails)", expect=FAILED_PARITY),
     _own("pinned", "LIBBPF_PIN_BY_NAME map beside an unpinned one",
          pins=("corpus_pinned_counts",)),
     _data("loader", "nobtf", "no BTF at all, a \"version\" section"),
