@@ -246,8 +246,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	for (int i = 0; i < nsets; i++) {
-		if (set_global(s, &sets[i])) {
-			fprintf(stderr, "refload: %s: no global variable %s\n", path, sets[i].name);
+		err = set_global(s, &sets[i]);
+		if (err) {
+			fprintf(stderr, "refload: %s: %s %s\n", path, err == -EINVAL ?
+				"cannot set (not of 1, 2, 4 or 8 bytes):" : "no global variable",
+				sets[i].name);
 			bpf_object__destroy_skeleton(s);
 			return 5;
 		}
