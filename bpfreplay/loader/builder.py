@@ -175,8 +175,6 @@ def _collect_sections(obj: _Object) -> None:
             obj.relo_sections.append(s)
         elif s.type == SHT_NOBITS and (name == ".bss" or name.startswith(".bss.")):
             obj.data_sections[s.index] = MapKind.BSS
-    if obj.st_ops_shndx >= 0:
-        raise LoaderError(f"{path}: struct_ops maps ({STRUCT_OPS_SEC}) are not supported yet")
     # libbpf keeps programs sorted by (section, offset) to find them by instruction
     obj.programs.sort(key=lambda p: (p.section_index, p.insn_offset))
 
@@ -311,6 +309,10 @@ def _init_maps(obj: _Object, btf: Btf | None) -> None:
         size = kcfg[-1].kcfg_offset + kcfg[-1].kcfg_size
         obj.maps.append(mapdefs.data_map(btf, obj.name, MapKind.KCONFIG, KCONFIG_SEC,
                                          obj.elf.symtab_index, None, size))
+    if obj.st_ops_shndx >= 0:  # bpf_object__init_struct_ops_maps(): the last maps
+        from bpfreplay.loader import struct_ops
+
+        obj.maps.extend(struct_ops.init_maps(btf, obj.elf.sections[obj.st_ops_shndx]))
 
 
 # ---------------------------------------------------------------- programs
@@ -344,12 +346,30 @@ def _find_prog(obj: _Object, section_index: int, insn_index: int) -> _Program | 
 
 def _collect_relos(obj: _Object) -> None:
     for s in obj.relo_sections:
-        if s.info == obj.btf_maps_shndx:
+        if obj.st_ops_shndx >= 0 and s.info == obj.st_ops_shndx:
+            _collect_st_ops_relos(obj, s)
+        elif s.info == obj.btf_maps_shndx:
             _collect_map_relos(obj, s)
         else:
             _collect_prog_relos(obj, s)
     for p in obj.programs:
         p.relocations.sort(key=lambda r: (r.insn_index, r.kind))
+
+
+def _collect_st_ops_relos(obj: _Object, s: Section) -> None:
+    """bpf_object__collect_st_ops_relos() (loader/struct_ops.py)."""
+    from bpfreplay.loader import struct_ops
+
+    def find_prog(section_index: int, insn_index: int) -> tuple[str, int] | None:
+        p = _find_prog(obj, section_index, insn_index)
+        if p is None:
+            return None
+        section = p.elf_section[1:] if p.elf_section.startswith("?") else p.elf_section
+        sec_def = None if _is_subprog(obj, p) else find_sec_def(section)
+        return p.name, sec_def.prog_type if sec_def else 0
+
+    assert obj.btf is not None  # init_maps found the DATASEC
+    struct_ops.collect_relos(obj.maps, obj.btf, obj.elf, s, find_prog)
 
 
 def _collect_prog_relos(obj: _Object, s: Section) -> None:

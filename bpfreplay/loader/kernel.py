@@ -124,6 +124,10 @@ class LoadedObject:
     warnings: list[str] = field(default_factory=list)  # what libbpf would only warn about
     ksyms: dict[str, Any] = field(default_factory=dict)  # resolved __ksym externs
     kernel_btf: Any = None  # KernelBtf while loading: vmlinux and module BTFs (kernel_btf.py)
+    # struct_ops maps (loader/struct_ops.py): map name -> KernStructOps, and program ->
+    # (attach_btf_id, expected_attach_type), set by bpf_object__init_kern_struct_ops_maps()
+    struct_ops: dict[str, Any] = field(default_factory=dict)
+    struct_ops_progs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def map(self, name: str) -> LoadedMap:
         for m in self.maps:
@@ -270,6 +274,10 @@ def _load(obj: LoadedObject, options: LoadOptions) -> None:
         kconfig_image = _resolve_externs(obj, kernel_btf)
         _load_btf(obj)
         _sanitize_maps(obj)
+        if any(m.struct_ops is not None for m in spec.maps):
+            from bpfreplay.loader import struct_ops
+
+            struct_ops.init_kern_maps(obj, kernel_btf.vmlinux)
         _create_maps(obj, kconfig_image)
         relocated = _relocate(obj, kernel_btf)
         _load_programs(obj, relocated, options)
@@ -471,6 +479,11 @@ def _create_map(obj: LoadedObject, spec: MapSpec, flags: int) -> int:
     if spec.type in _MAP_IN_MAP and spec.inner is not None:
         inner_fd = _create_map(obj, spec.inner, spec.inner.flags)
 
+    value_size, vmlinux_value_id = spec.value_size, 0
+    if spec.struct_ops is not None:
+        from bpfreplay.loader.struct_ops import create_args
+
+        value_size, vmlinux_value_id = create_args(obj, spec)
     max_entries = spec.max_entries
     if spec.type == _PERF_EVENT_ARRAY and not max_entries:
         from bpfreplay.recording.procfs import possible_cpus
@@ -479,10 +492,10 @@ def _create_map(obj: LoadedObject, spec: MapSpec, flags: int) -> int:
 
     def create(btf: int, key: int, value: int) -> int:
         return bpfcalls.map_create(
-            spec.type, spec.name, spec.key_size, spec.value_size, max_entries,
+            spec.type, spec.name, spec.key_size, value_size, max_entries,
             features=obj.features, map_flags=flags, btf_fd=btf, btf_key_type_id=key,
             btf_value_type_id=value, inner_map_fd=max(inner_fd, 0), map_extra=spec.map_extra,
-            numa_node=spec.numa_node)
+            numa_node=spec.numa_node, btf_vmlinux_value_type_id=vmlinux_value_id)
 
     try:
         try:
@@ -597,6 +610,8 @@ def _prog_load_attrs(obj: LoadedObject, prog: ProgramSpec, r: RelocatedProgram,
     load = bpfcalls.ProgLoad(prog.prog_type, r.insns, license=obj.spec.license,
                              name=prog.name if named else None, kern_version=kern_version)
     load.expected_attach_type = prog.expected_attach_type
+    if prog.name in obj.struct_ops_progs:  # set by bpf_map__init_kern_struct_ops()
+        load.attach_btf_id, load.expected_attach_type = obj.struct_ops_progs[prog.name]
     if obj.kernel_btf is not None:
         load.fd_array = obj.kernel_btf.fd_array_bytes()  # module BTF fds of kfuncs
     if obj.btf_fd >= 0 and obj.features.supports("btf_func"):

@@ -18,11 +18,15 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bpfreplay.decode.btf import Btf
 from bpfreplay.errors import LoaderError
 from bpfreplay.loader.btf_ext import BtfExt, CoreRelo
 from bpfreplay.loader.sections import SecDef, SecFlags
+
+if TYPE_CHECKING:
+    from bpfreplay.loader.struct_ops import StructOpsSpec
 
 BPF_OBJ_NAME_LEN = 16  # kernel names (maps, programs, the object) keep 15 bytes
 DEFAULT_PAGE_SIZE = 4096  # ring buffer sizes are rounded to pages (x86-64, arm64 4K)
@@ -142,6 +146,7 @@ class MapSpec:
     section_index: int = 0
     section_offset: int = 0
     btf_var_index: int = -1  # position in the .maps DATASEC
+    struct_ops: StructOpsSpec | None = None  # .struct_ops maps (loader/struct_ops.py)
 
     @property
     def kernel_name(self) -> str:

@@ -46,9 +46,6 @@ def _data(kind: str, name: str, covers: str, **kw) -> CorpusObject:
                         f"{name}.bpf.o", covers, **kw)
 
 
-_STRUCT_OPS = ("the loader refuses struct_ops maps (\"not supported yet\"); libbpf 1.1.2 "
-               "creates the map and loads its programs")
-
 _NO_PROGRAMS = ("the loader refuses an object without programs (\"no programs found\"); "
                 "libbpf 1.1.2 probes, loads the BTF and creates the maps")
 
@@ -106,8 +103,7 @@ CORPUS: tuple[CorpusObject, ...] = (
          "flow_dissector, lwt_in, syscall; tp_btf/ and sleepable uprobe.s/ attached"),
     _own("special_maps", "map values with bpf_spin_lock, bpf_timer and a kptr (BTF type "
          "tag), for_each_map_elem and timer callbacks, bpf_trace_vprintk"),
-    _own("struct_ops", "a struct_ops map (tcp_congestion_ops) and its programs",
-         pending=_STRUCT_OPS),
+    _own("struct_ops", "a struct_ops map (tcp_congestion_ops) and its programs"),
     _own("license_rejected", "a non-GPL program calling a GPL-only helper (verifier "
          "rejects)", expect=FAILED_PARITY),
     _own("misc", "a program not autoloaded (SEC(\"?...\")), a user map created "
