@@ -75,19 +75,21 @@ for p in "${RW[@]}"; do
 	i=$((i + 1))
 done
 
+# timeout(1) ends a guest that hangs (a background sleep as a watchdog would outlive
+# us and hold our stdout open).
 if [ $INTERACTIVE = 1 ]; then
-	"${QEMU[@]}" -serial mon:stdio
+	timeout --foreground "$TIMEOUT" "${QEMU[@]}" -serial mon:stdio
+	qrc=$?
 else
-	"${QEMU[@]}" -serial "file:$JOB/console.log" &
+	timeout "$TIMEOUT" "${QEMU[@]}" -serial "file:$JOB/console.log" &
 	qpid=$!
 	tail -n +1 -f --pid=$qpid "$JOB/out" &
 	tpid=$!
-	( sleep "$TIMEOUT" && kill "$qpid" 2> /dev/null && echo "kernel-matrix: guest killed after $TIMEOUT s" >&2 ) &
-	wpid=$!
 	wait $qpid
-	kill $wpid 2> /dev/null
+	qrc=$?
 	wait $tpid 2> /dev/null
 fi
+[ $qrc = 124 ] && echo "kernel-matrix: guest killed after $TIMEOUT s (--timeout)" >&2
 if [ ! -s "$JOB/rc" ]; then
 	echo "kernel-matrix: the guest reported no exit code; its console:" >&2
 	tail -n 40 "$JOB/console.log" >&2 2> /dev/null
