@@ -15,6 +15,8 @@ The rules (docs/parity.md says why each is legitimate):
    writes getpid() into ``.bss``; ``bpfreplay run --set my_pid=self`` writes its own).
 4. addresses of mappings become the mapping they name; kernel ids (prog_id, map_id,
    ...), kernel addresses in verifier logs and timestamps are not compared.
+5. a uprobe path ``/proc/self/exe`` is the program of the process that passed it (its
+   process record's ``exe``; for our loader's trace, ``run --self-exe``).
 
 Everything else that differs is reported. Calls are paired by what they are
 (syscall, command, probe label, object), not by position; each trace is split into
@@ -51,6 +53,7 @@ ADDRESS = "<address>"
 KERNEL_ADDRESS = "<kernel address>"
 _KERNEL_ADDRESS = re.compile(r"0xffff[0-9a-f]{12}")
 _PERF_CONFIG1 = 56  # offsetof(struct perf_event_attr, config1)
+SELF_EXE = "/proc/self/exe"
 
 
 @dataclass
@@ -101,6 +104,9 @@ class ParityReport:
     application: list[Any] = field(default_factory=list)  # ApplicationCall, shown apart
     walk: Any = None  # BtfWalk: the module-BTF walk's kernel BTFs and foreign counts
     teardown_skipped: int = 0  # our teardown calls not compared (the reference has none)
+    # The object's programs libbpf's skeleton attach never attaches (from its spec): the
+    # reference's attaches of these were made by hand (application). Empty: no object.
+    not_auto_attached: list[str] = field(default_factory=list)
 
     @property
     def outcome(self) -> str:
@@ -177,40 +183,83 @@ class _Objects:
         return label if label is not None else fd
 
 
-def _attr_fields(cmd: int, attr: bytes, objects: _Objects) -> dict[str, Any]:
+def _attr_fields(cmd: int, attr: bytes, objects: _Objects, *, at_exit: bool = False,
+                 ) -> dict[str, Any]:
+    """The fields command ``cmd`` reads, by name, with the union member this call means
+    (decode/attrs.py's view: link_create's member by attach type, map_elem's value or
+    next_key ...), so the aliases of another member never show; fds named, pointers and
+    kernel ids marked, and every byte of a non-NULL pointer masked wherever it shows.
+    Non-zero bytes no field of the view covers are kept as hex (compared, not lost)."""
+    from bpfreplay.decode.attr_fields import FD as FD_ROLE
+    from bpfreplay.decode.attr_fields import POINTER as POINTER_ROLE
+    from bpfreplay.decode.attrs import attr_view
+
     name = cmd_name(cmd) or str(cmd)
     layout = attr_layout(cmd)
-    if layout is None:
+    view = attr_view(cmd, attr, at_exit=at_exit) if layout is not None else None
+    if layout is None or view is None:
         return {"raw": attr.hex()}
     pointers = {b.field for b in BUFFERS.get(name, ())}
-    fds = set(FD_FIELDS.get(name, ()))
-    out: dict[str, Any] = {}
-    seen_offsets: set[tuple[int, int]] = set()
-    pointer_spans: list[tuple[int, int]] = []
-    for f in layout.fields:
-        if f.offset >= len(attr) or (f.offset, f.size) in seen_offsets:
-            continue  # past the size passed, or an alias of a field already shown
-        if any(start <= f.offset and f.end <= end for start, end in pointer_spans):
-            continue  # bytes of a pointer already shown (link_create's kprobe_multi.addrs
-            # is tracing_multi.cnt's place in newer unions): not a value of their own
-        seen_offsets.add((f.offset, f.size))
-        if f.name in pointers:
-            pointer_spans.append((f.offset, f.end))
-        if "[" in f.type:
-            out[f.name] = attr[f.offset:f.end].rstrip(b"\0").decode("latin-1")
+    pointers |= {vf.field.name for vf in view if vf.spec.role == POINTER_ROLE}
+    fds = set(FD_FIELDS.get(name, ())) | {vf.field.name for vf in view
+                                          if vf.spec.role == FD_ROLE}
+    fields = [vf.field for vf in view if vf.field.offset < len(attr)]
+    out = _fields_masked(attr, fields, pointers)
+    for f in fields:
+        value = out[f.name]
+        if value == POINTER or f.name in pointers or "[" in f.type:
             continue
-        value = read_field(attr, f)
-        if f.name in pointers:
-            value = POINTER if value else 0
-        elif f.name in fds and value:
-            value = objects.name(value)
+        if f.name in fds and value:
+            out[f.name] = objects.name(value)
         elif f.name in _ID_FIELDS and value:
-            value = KERNEL_STATE
-        out[f.name] = value
+            out[f.name] = KERNEL_STATE
     known_end = layout.known_end()
+    loose = _loose_bytes(attr[:known_end], fields)
+    if loose:
+        out["(bytes no field of this call reads)"] = loose
     if len(attr) > known_end and any(attr[known_end:]):
         out["(bytes past the known fields)"] = attr[known_end:].hex()
     return out
+
+
+def _fields_masked(data: bytes, fields: list[Any], pointers: set[str] | frozenset[str],
+                   ) -> dict[str, Any]:
+    """Each field's value (char[] as text); a pointer as ``<pointer>`` (0 for NULL), and
+    any other field that overlaps a byte of a non-NULL pointer as ``<pointer>`` too: an
+    address leaks through no alias (rule 2)."""
+    spans = [(f.offset, f.end) for f in fields
+             if f.name in pointers and "[" not in f.type and read_field(data, f)]
+    out: dict[str, Any] = {}
+    for f in fields:
+        if "[" in f.type:
+            out[f.name] = data[f.offset:f.end].rstrip(b"\0").decode("latin-1")
+            continue
+        value = read_field(data, f)
+        if f.name in pointers:
+            value = POINTER if value else 0
+        elif any(start < f.end and f.offset < end for start, end in spans):
+            value = POINTER
+        out[f.name] = value
+    return out
+
+
+def _loose_bytes(data: bytes, fields: list[Any]) -> str:
+    """``START..END=HEX`` for each run of non-zero bytes of ``data`` no field covers (a
+    union member this call does not use, padding): empty when there is none."""
+    covered = bytearray(len(data))
+    for f in fields:
+        covered[f.offset:f.end] = b"\1" * len(covered[f.offset:f.end])
+    runs = []
+    start = None
+    for offset in range(len(data) + 1):
+        loose = offset < len(data) and not covered[offset]
+        if loose and start is None:
+            start = offset
+        elif not loose and start is not None:
+            if any(data[start:offset]):
+                runs.append(f"{start}..{offset - 1}={data[start:offset].hex()}")
+            start = None
+    return " ".join(runs)
 
 
 # Kernel object ids (rule 4): handed out machine-wide in creation order.
@@ -254,27 +303,49 @@ _INFO_KERNEL_STATE = frozenset({"id", "btf_id", "prog_id", "load_time", "run_tim
                                 "netns_ino"})
 
 
+_LINK_TYPES = {v: k for k, v in enum_values("bpf_link_type").items()}
+_PERF_EVENT_MEMBERS = {1: "uprobe.", 2: "uprobe.", 3: "kprobe.", 4: "kprobe.",
+                       5: "tracepoint.", 6: "event."}  # enum bpf_perf_event_type
+
+
+def _info_fields(layout: Any, data: bytes, kind: str) -> list[Any]:
+    """The info struct's fields this object's info means: a link's union member by its
+    type (and a perf-event link's by its perf event type), one field per offset else."""
+    fields = [f for f in layout.fields if f.offset < len(data)]
+    if kind != "link" or len(data) < 4:
+        seen: set[int] = set()
+        out = []
+        for f in fields:
+            if f.offset not in seen:
+                seen.add(f.offset)
+                out.append(f)
+        return out
+    link_type = _LINK_TYPES.get(int.from_bytes(data[:4], "little"), "")
+    member = link_type.removeprefix("BPF_LINK_TYPE_").lower() + "."
+    if member == "perf_event.":
+        perf_type = int.from_bytes(data[16:20], "little") if len(data) >= 20 else 0
+        inner = "perf_event." + _PERF_EVENT_MEMBERS.get(perf_type, "(none).")
+        return [f for f in fields if "." not in f.name or f.name == "perf_event.type"
+                or f.name.startswith(inner)]
+    return [f for f in fields if "." not in f.name or f.name.startswith(member)]
+
+
 def _info(data: bytes, kind: str) -> Any:
     """An info struct field by field, pointers and kernel ids marked (rules 2 and 4)."""
     layout = struct_layout(_INFO_STRUCTS.get(kind, ""))
     if layout is None:
         return data.hex()
-    out: dict[str, Any] = {}
-    seen: set[int] = set()
-    for f in layout.fields:
-        if f.offset >= len(data) or f.offset in seen:
-            continue
-        seen.add(f.offset)
-        if "[" in f.type:
+    fields = _info_fields(layout, data, kind)
+    out = _fields_masked(data, fields, _INFO_POINTERS)
+    for f in fields:
+        if f.name in _INFO_KERNEL_STATE and out[f.name] not in (0, POINTER):
+            out[f.name] = KERNEL_STATE
+        elif "[" in f.type:
             out[f.name] = data[f.offset:f.end].hex()
-            continue
-        value = read_field(data, f)
-        if f.name in _INFO_POINTERS:
-            value = POINTER if value else 0
-        elif f.name in _INFO_KERNEL_STATE:
-            value = KERNEL_STATE if value else 0
-        out[f.name] = value
     known_end = layout.known_end()
+    loose = _loose_bytes(data[:known_end], fields)
+    if loose:
+        out["(bytes no field of this info holds)"] = loose
     if len(data) > known_end and any(data[known_end:]):
         out["(bytes past the known fields)"] = data[known_end:].hex()
     return out
@@ -326,9 +397,12 @@ def _object_name(record: dict[str, Any], name: str) -> tuple[str, str]:
     return kind, label
 
 
-def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]:
+def normalise(calls: Iterable[dict[str, Any]], pid: int,
+              self_exes: dict[int, str] | None = None) -> list[dict[str, Any]]:
     """Each call as a dict with fds named, pointers and process-specific values marked;
-    a feature probe's call carries its probe (decode/probes.py's label) as ``probe``."""
+    a feature probe's call carries its probe (decode/probes.py's label) as ``probe``.
+    ``self_exes``: per process, the program its /proc/self/exe is (rule 5: a uprobe
+    path /proc/self/exe is that program)."""
     from bpfreplay.decode.probes import label_calls
 
     calls = list(calls)
@@ -351,7 +425,8 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
             if "attr" in record:
                 item["fields"] = _attr_fields(cmd, record["attr"], objects)
             if "attr_out" in record:
-                item["fields_out"] = _attr_fields(cmd, record["attr_out"], objects)
+                item["fields_out"] = _attr_fields(cmd, record["attr_out"], objects,
+                                                  at_exit=True)
             if "common" in record:
                 item["common"] = record["common"].hex()
             info_kind = ""
@@ -394,6 +469,9 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int) -> list[dict[str, Any]]
                             "group_fd": objects.name(_s32(args[3])), "flags": args[4]}
             if record.get("in"):
                 item["in"] = {k: v.decode("latin-1") for k, v in record["in"].items()}
+                exe = (self_exes or {}).get(record.get("pid", pid))
+                if exe and item["in"].get("config1") == SELF_EXE:
+                    item["in"]["config1"] = exe  # rule 5: this process's program
             if ret is not None and ret >= 0:
                 ret = objects.made(ret, "perf_event")
         elif syscall == "ioctl":
@@ -754,10 +832,15 @@ def _probes_run_for_the_application(reference: list[str], reference_probes: list
 
 def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
                   reference_probes: list[str | None] | None = None,
-                  our_probes: list[str | None] | None = None) -> ParityReport:
+                  our_probes: list[str | None] | None = None, *,
+                  not_auto_attached: frozenset[str] = frozenset()) -> ParityReport:
     """Split two normalised call lists into sections (bpfreplay.parity_sections), pair
     the loader's calls by what they are and diff each pair; pair the application
-    sections apart; count the module-BTF walk's foreign objects apart."""
+    sections apart; count the module-BTF walk's foreign objects apart.
+    ``not_auto_attached`` (bpfreplay.loader.auto_attach, from the object's spec): the
+    programs libbpf's skeleton attach never attaches; the reference's attaches of them
+    are its application's. Ours are split without it: an attach our loader makes that
+    libbpf's would not stays a difference."""
     from bpfreplay.parity_sections import (
         APPLICATION,
         ATTACH,
@@ -770,13 +853,14 @@ def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
 
     ref_probes = reference_probes or [c.get("probe") for c in reference]
     mine_probes = our_probes or [c.get("probe") for c in ours]
-    ref_sections = classify(reference, ref_probes)
+    ref_sections = classify(reference, ref_probes, not_auto_attached)
     our_sections = classify(ours, mine_probes)
     _probes_run_for_the_application(ref_sections.of, ref_probes, our_sections.of,
                                     mine_probes)
     reference = _relabel(reference, ref_sections.of)
     ours = _relabel(ours, our_sections.of)
-    report = ParityReport(len(reference), len(ours))
+    report = ParityReport(len(reference), len(ours),
+                          not_auto_attached=sorted(not_auto_attached))
     report.walk = BtfWalk(_kernel_btfs(ref_sections), _kernel_btfs(our_sections),
                           ref_sections.foreign, our_sections.foreign,
                           bool(ref_sections.visits), bool(our_sections.visits),
@@ -908,6 +992,18 @@ def load_failure(items: list[dict[str, Any]], probes: set[int] | frozenset[int] 
     return failure
 
 
+def self_exes(records: Iterable[dict[str, Any]]) -> dict[int, str]:
+    """Per process of a trace, the program /proc/self/exe is there: its process
+    record's ``self_exe`` (the loader's trace with `run --self-exe`), else its ``exe``."""
+    out: dict[int, str] = {}
+    for r in records:
+        if r.get("type") == "process" and isinstance(r.get("pid"), int):
+            exe = r.get("self_exe") or r.get("exe")
+            if isinstance(exe, str) and exe:
+                out.setdefault(r["pid"], exe)
+    return out
+
+
 @dataclass
 class NormalisedTrace:
     """One trace file, read and normalised."""
@@ -928,22 +1024,38 @@ def read_normalised(path: str) -> NormalisedTrace:
     try:
         pid = next((r["pid"] for r in records if r.get("type") == "process"), 0)
         calls = [r for r in records if r.get("type") == "call"]
-        return NormalisedTrace(path, pid, calls, normalise(calls, pid))
+        return NormalisedTrace(path, pid, calls, normalise(calls, pid, self_exes(records)))
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, struct.error) as e:
         raise TraceFormatError(f"comparing {path}: a record that is not a call as "
                                f"bpfreplay writes them ({type(e).__name__}: {e})") from e
 
 
-def compare_loaded(reference: NormalisedTrace, ours: NormalisedTrace) -> ParityReport:
+def compare_loaded(reference: NormalisedTrace, ours: NormalisedTrace, *,
+                   not_auto_attached: frozenset[str] = frozenset()) -> ParityReport:
     """Compare two normalised traces (read_normalised)."""
-    return compare_calls(reference.items, ours.items)
+    return compare_calls(reference.items, ours.items, not_auto_attached=not_auto_attached)
 
 
-def compare_trace_files(reference_path: str, our_path: str) -> ParityReport:
-    """Compare two trace files (the first is the reference)."""
-    return compare_loaded(read_normalised(reference_path), read_normalised(our_path))
+def object_not_auto_attached(object_path: str | None) -> frozenset[str]:
+    """The programs of the object at ``object_path`` that libbpf's skeleton attach never
+    attaches (bpfreplay.loader.auto_attach), empty without an object."""
+    if not object_path:
+        return frozenset()
+    from bpfreplay.loader.auto_attach import not_auto_attached
+    from bpfreplay.loader.spec import load_spec
+
+    return not_auto_attached(load_spec(object_path))
 
 
-def compare_traces(reference_path: str, our_path: str) -> ParityReport:
+def compare_trace_files(reference_path: str, our_path: str, *,
+                        object_path: str | None = None) -> ParityReport:
+    """Compare two trace files (the first is the reference); with ``object_path``, the
+    object both loaded, whose spec says which programs libbpf auto-attaches."""
+    return compare_loaded(read_normalised(reference_path), read_normalised(our_path),
+                          not_auto_attached=object_not_auto_attached(object_path))
+
+
+def compare_traces(reference_path: str, our_path: str, *,
+                   object_path: str | None = None) -> ParityReport:
     """Compare two trace files (the first is the reference); compare_trace_files."""
-    return compare_trace_files(reference_path, our_path)
+    return compare_trace_files(reference_path, our_path, object_path=object_path)

@@ -11,6 +11,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the C program)")
     parser.add_argument("ours", help="the trace compared with it (e.g. `bpfreplay run "
                         "--save-trace`)")
+    parser.add_argument("--object", metavar="OBJ",
+                        help="the object both traces loaded: a reference attach of a "
+                        "program libbpf's skeleton attach does not auto-attach (by its "
+                        "section) is then the application's (docs/parity.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -18,6 +22,6 @@ def run(args: argparse.Namespace) -> int:
     from bpfreplay.compare import compare_trace_files
     from bpfreplay.parity_report import print_report
 
-    report = compare_trace_files(args.reference, args.ours)
+    report = compare_trace_files(args.reference, args.ours, object_path=args.object)
     print_report(report, args.reference, args.ours)
     return report.exit_code

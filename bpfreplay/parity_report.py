@@ -64,6 +64,10 @@ def print_report(report: ParityReport, reference: str, ours: str,
     print(f"parity: {report.matched} calls identical after normalisation "
           f"(docs/parity.md){aside}", file=out)
     _print_walk(report, out)
+    if getattr(report, "not_auto_attached", None):
+        print("parity: programs libbpf's skeleton attach does not auto-attach (by their "
+              f"sections): {', '.join(report.not_auto_attached)}; the reference's "
+              "attaches of these are its application's", file=out)
     if report.teardown_skipped:
         print(f"parity: the reference has no teardown (stopped before it): our "
               f"{report.teardown_skipped} teardown call(s) not compared", file=out)

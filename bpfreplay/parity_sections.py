@@ -225,8 +225,35 @@ def _perf_event_by_libbpf(item: dict[str, Any]) -> bool:
                           or (isinstance(perf_type, int) and perf_type >= _PERF_TYPE_MAX))
 
 
-def classify(items: list[dict[str, Any]], probes: list[str | None] | None = None) -> Sections:
-    """The section of each normalised call (docs/parity.md, "Sections")."""
+def _program_name(label: Any) -> str:
+    """``prog:handle_tp#1`` -> ``handle_tp`` (empty for a program without a name)."""
+    base = _base(label)
+    return base.split(":", 1)[1] if base.startswith("prog:") else ""
+
+
+def _perf_event_programs(items: list[dict[str, Any]], start: int) -> dict[str, Any]:
+    """Perf event -> the program first attached to it after ``start`` (a LINK_CREATE
+    with the event as target, or PERF_EVENT_IOC_SET_BPF on it)."""
+    out: dict[str, Any] = {}
+    for item in items[start:]:
+        if item.get("cmd") == "BPF_LINK_CREATE":
+            target, prog = item["fields"].get("target_fd"), item["fields"].get("prog_fd")
+        elif item["syscall"] == "ioctl" and item["args"].get("request") == _IOC_SET_BPF:
+            target, prog = item["args"].get("fd"), item["args"].get("arg")
+        else:
+            continue
+        if isinstance(target, str) and target.startswith("perf_event#"):
+            out.setdefault(target, prog)
+    return out
+
+
+def classify(items: list[dict[str, Any]], probes: list[str | None] | None = None,
+             not_auto_attached: frozenset[str] = frozenset()) -> Sections:
+    """The section of each normalised call (docs/parity.md, "Sections").
+    ``not_auto_attached``: names of the object's programs libbpf's skeleton attach never
+    attaches (bpfreplay.loader.auto_attach, from the object's spec): an attach of one
+    of them (its perf event, LINK_CREATE, SET_BPF, ENABLE; its RAW_TRACEPOINT_OPEN) was
+    made by hand, by the application. Given for a reference trace only."""
     probes = probes if probes is not None else [None] * len(items)
     end = _load_end(items, probes)
     of = [LOAD] * len(items)
@@ -241,9 +268,14 @@ def classify(items: list[dict[str, Any]], probes: list[str | None] | None = None
             owner[label] = LOAD
     prog_made = {made(items[i]) for i in range(min(end + 1, len(items)))
                  if _is(items[i], "BPF_PROG_LOAD") and probes[i] is None}
+    by_hand: set[Any] = set()  # perf events the application attached a program to
+    if not_auto_attached:
+        prog_made = {p for p in prog_made if _program_name(p) not in not_auto_attached}
+        by_hand = {event for event, prog in _perf_event_programs(items, end + 1).items()
+                   if _program_name(prog) in not_auto_attached}
     for i in range(end + 1, len(items)):
         item = items[i]
-        section = _after_load(items, i, probes, owner, prog_made)
+        section = _after_load(items, i, probes, owner, prog_made, by_hand)
         of[i] = section
         label = made(item)
         if label is not None:
@@ -262,13 +294,15 @@ def classify(items: list[dict[str, Any]], probes: list[str | None] | None = None
 
 
 def _after_load(items: list[dict[str, Any]], i: int, probes: list[str | None],
-                owner: dict[str, str], programs: set[str | None]) -> str:
+                owner: dict[str, str], programs: set[str | None],
+                by_hand: set[Any] | frozenset[Any] = frozenset()) -> str:
     item = items[i]
     syscall = item["syscall"]
     if probes[i] is not None:
         return ATTACH  # decided in classify(): the section of the attach it serves
     if syscall == "perf_event_open":
-        return ATTACH if _perf_event_by_libbpf(item) else APPLICATION
+        return ATTACH if _perf_event_by_libbpf(item) and made(item) not in by_hand \
+            else APPLICATION
     if syscall == "bpf":
         fields = item.get("fields", {})
         cmd = item.get("cmd")
@@ -287,7 +321,8 @@ def _after_load(items: list[dict[str, Any]], i: int, probes: list[str | None],
             # the attach they serve: the section of that attach.
             for j in range(i + 1, len(items)):
                 if items[j]["syscall"] == "perf_event_open":
-                    return ATTACH if _perf_event_by_libbpf(items[j]) else APPLICATION
+                    return ATTACH if _perf_event_by_libbpf(items[j]) \
+                        and made(items[j]) not in by_hand else APPLICATION
             return APPLICATION
         return APPLICATION
     refs = references(item)

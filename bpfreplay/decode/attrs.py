@@ -48,6 +48,7 @@ __all__ = [
     "BIT",
     "DecodedAttr",
     "FieldValue",
+    "attr_view",
     "decode_bpf_attr",
     "decode_common_attr",
     "decode_perf_event_attr",
@@ -336,6 +337,17 @@ def _view(name: str, group: str, layout: StructLayout, data: bytes, at_exit: boo
             continue
         view.append(ViewField(f, specs.get(f.name) or table.get(f.name) or default_spec(f)))
     return view
+
+
+def attr_view(cmd: int, attr: bytes, *, at_exit: bool = False) -> list[ViewField] | None:
+    """The fields command ``cmd`` reads from ``attr``, with the union member this call
+    means (link_create's by attach type, ...), each with its Spec; None for a command
+    no table knows. What decode_bpf_attr decodes, without the text (the compare's view)."""
+    name = cmd_name(cmd)
+    layout = attr_layout(cmd)
+    if name is None or layout is None:
+        return None
+    return _view(name, layout.name, layout, as_bytes(attr, "a bpf() attr"), at_exit)
 
 
 def decode_bpf_attr(cmd: int, attr: bytes, *, at_exit: bool = False) -> DecodedAttr:
