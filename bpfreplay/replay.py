@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "wrote are taken. Exit 0 full parity, 3 parity of a failed load, "
                         "1 differences, 130 interrupted")
     parser.add_argument("--save-trace", metavar="FILE", help="keep the loader's own trace")
+    parser.add_argument("--self-exe", metavar="PATH",
+                        help="the program /proc/self/exe stands for in uprobe targets "
+                        "(SEC(\"uprobe//proc/self/exe:FUNC\")); default with --compare: "
+                        "the reference's program")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print the whole verifier log on failure")
 
@@ -72,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         reference = _reference(path, args)
         if reference is None:
             return 130
+    self_exe = _self_exe(args, reference)
     trace_path = args.save_trace
     if reference is not None and not trace_path:
         trace_path = os.path.join(tempfile.mkdtemp(prefix="bpfreplay-"), "python.mp")
@@ -96,10 +101,12 @@ def run(args: argparse.Namespace) -> int:
     if trace_path:
         from bpfreplay.recording.self_trace import SelfTracer
 
-        tracer = SelfTracer(trace_path, comment=f"bpfreplay run {path}")
+        tracer = SelfTracer(trace_path, comment=f"bpfreplay run {path}", self_exe=self_exe)
+    from bpfreplay.loader.uprobe import self_exe_standing_for
+
     try:
-        with _sigterm_as_interrupt(), (bsys.traced_by(tracer) if tracer
-                                       else contextlib.nullcontext()):
+        with _sigterm_as_interrupt(), self_exe_standing_for(self_exe), (
+                bsys.traced_by(tracer) if tracer else contextlib.nullcontext()):
             ended = _load_attach_stream(spec, args, reference)
     finally:
         if tracer is not None:
@@ -229,6 +236,27 @@ class _Reference:
     trace: str  # the reference's trace file
     exit_code: int | None = None  # of its process (None: not in the trace)
     images: dict[str, Any] = field(default_factory=dict)  # reference_globals.ReferenceImage
+    program: str | None = None  # a command reference's program, as an absolute path
+
+
+def _self_exe(args: argparse.Namespace, reference: _Reference | None) -> str | None:
+    """The program /proc/self/exe stands for in our uprobe targets: --self-exe, else the
+    reference's program (a command's, or the ``exe`` a trace file recorded, if it is on
+    this machine): what /proc/self/exe is in the reference's process; resolved as
+    /proc/PID/exe shows a program (absolute, symlinks resolved)."""
+    given = getattr(args, "self_exe", None)
+    if given:
+        if not os.path.isfile(given):
+            raise BpfReplayError(f"--self-exe {given}: no such file")
+        return os.path.realpath(given)
+    return reference.program if reference is not None else None
+
+
+def _program_path(program: str) -> str | None:
+    import shutil
+
+    found = program if "/" in program else shutil.which(program)
+    return os.path.realpath(found) if found and os.path.isfile(found) else None
 
 
 def _default_reference(object_path: str) -> list[str]:
@@ -250,13 +278,13 @@ def _reference(object_path: str, args: argparse.Namespace) -> _Reference | None:
     --set, the global-data images the reference wrote come along."""
     given: str = args.compare
     if given and os.path.isfile(given) and not os.access(given, os.X_OK):
-        reference = _Reference(given, _trace_exit_code(given))
+        reference = _Reference(given, _trace_exit_code(given), program=_trace_program(given))
     else:
         argv = shlex.split(given) if given else _default_reference(object_path)
         recorded = _record_reference(argv, args.duration)
         if recorded is None:
             return None
-        reference = _Reference(*recorded)
+        reference = _Reference(*recorded, program=_program_path(argv[0]))
     if not args.set:
         from bpfreplay.reference_globals import reference_images
 
@@ -314,6 +342,17 @@ def _trace_exit_code(path: str) -> int | None:
     return code if isinstance(code, int) else None
 
 
+def _trace_program(path: str) -> str | None:
+    """The program of a trace's first process (its ``exe``), if that file is here."""
+    from bpfreplay.compare import self_exes
+    from bpfreplay.trace import read_trace
+
+    with read_trace(path) as trace:
+        exe = next(iter(self_exes(r for r in trace.records() if r["type"] == "process").values()),
+                   None)
+    return exe if exe and os.path.isfile(exe) else None
+
+
 def _compare(reference: _Reference, args: argparse.Namespace, ours: str, *,
              failed: bool) -> int:
     """Print the parity report; exit status 0 (full parity of a working load), 3 (parity
@@ -321,7 +360,7 @@ def _compare(reference: _Reference, args: argparse.Namespace, ours: str, *,
     from bpfreplay.compare import compare_traces
     from bpfreplay.parity_report import print_report
 
-    report = compare_traces(reference.trace, ours)
+    report = compare_traces(reference.trace, ours, object_path=args.object)
     print_report(report, reference.trace, ours)
     if args.save_trace is None:
         _remove(ours)

@@ -7,8 +7,10 @@ this kernel has one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from bpfreplay.errors import LoaderError
@@ -19,6 +21,35 @@ _SECTION = re.compile(r"^([^/]+)/([^:]+):([a-zA-Z0-9_.]+)(?:\+(-?(?:0[xX][0-9a-f
                       r"0[0-7]*|[1-9][0-9]*)))?")
 _ARCH_LIB_PATHS = {"x86_64": "/lib/x86_64-linux-gnu", "aarch64": "/lib/aarch64-linux-gnu",
                    "i686": "/lib/i386-linux-gnu", "s390x": "/lib/s390x-linux-gnu"}
+
+
+SELF_EXE = "/proc/self/exe"
+_self_exe: str | None = None  # the program /proc/self/exe stands for (run --self-exe)
+
+
+@contextlib.contextmanager
+def self_exe_standing_for(path: str | None) -> Iterator[None]:
+    """While the block runs, a uprobe target ``/proc/self/exe`` means ``path``: the
+    program whose process libbpf would have run in (in ours, /proc/self/exe is the
+    Python interpreter). None: such a target is refused with the reason."""
+    global _self_exe
+    old, _self_exe = _self_exe, path
+    try:
+        yield
+    finally:
+        _self_exe = old
+
+
+def _self_exe_path(binary: str) -> str:
+    if binary != SELF_EXE:
+        return binary
+    if _self_exe is None:
+        raise LoaderError(f"uprobe target '{SELF_EXE}' names the program of the process "
+                          "that attaches it; in ours that is the Python interpreter, not "
+                          "the program the section means: give it with `bpfreplay run "
+                          "--self-exe PATH` (with --compare and a command, the default "
+                          "is the reference's program)")
+    return _self_exe
 
 
 @dataclass(frozen=True)
@@ -127,5 +158,5 @@ def target(section: str) -> UprobeTarget | None:
     if parsed is None:
         return None
     binary, function, offset, retprobe = parsed
-    path = resolve_full_path(binary)
+    path = resolve_full_path(_self_exe_path(binary))
     return UprobeTarget(path, function, function_offset(path, function) + offset, retprobe)

@@ -27,8 +27,11 @@ class SelfTracer:
     Use as a context manager: the trace ends with an ``exit`` record on close."""
 
     def __init__(self, path: str, *, argv: list[str] | None = None,
-                 comment: str | None = None):
+                 comment: str | None = None, self_exe: str | None = None):
+        """``self_exe``: the program /proc/self/exe stands for in our uprobe targets
+        (`run --self-exe`), kept in the process record (docs/trace-format.md)."""
         self.capture = CallCapture()
+        self.self_exe = self_exe
         self.process = Process(os.getpid(), recording=True)
         self.writer = TraceWriter(path, trace_header(
             "loader", argv if argv is not None else sys.argv, self.capture.ncpus, comment))
@@ -45,10 +48,13 @@ class SelfTracer:
         with self._lock:
             if not self._announced:
                 self._announced = True
-                self.writer.write({"type": "process", "pid": self.process.pid,
-                                   "exe": procfs.executable(self.process.pid),
-                                   "cmdline": procfs.cmdline(self.process.pid),
-                                   "libbpf": None})
+                process: dict[str, Any] = {
+                    "type": "process", "pid": self.process.pid,
+                    "exe": procfs.executable(self.process.pid),
+                    "cmdline": procfs.cmdline(self.process.pid), "libbpf": None}
+                if self.self_exe is not None:
+                    process["self_exe"] = self.self_exe
+                self.writer.write(process)
             record.update(type="call", index=self.index, pid=self.process.pid,
                           tid=threading.get_native_id(), syscall=sc.NAMES[number],
                           args=list(args), ts=time.monotonic_ns() - self.t0)
