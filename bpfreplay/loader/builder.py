@@ -323,10 +323,8 @@ def _is_subprog(obj: _Object, p: _Program) -> bool:
 
 
 def _init_progs(obj: _Object) -> list[_Program]:
-    if not any(not _is_subprog(obj, p) for p in obj.programs):
-        raise LoaderError(f"{obj.path}: no programs found (no function in an executable "
-                          f"section other than .text subprograms)")
-    # A section no sec_def knows is no error at open (libbpf 1.1.2
+    # An object without programs is no error either (libbpf 1.1.2 opens and loads it:
+    # probes, BTF and maps). A section no sec_def knows is no error at open (libbpf 1.1.2
     # bpf_object_init_progs(): sec_def NULL, prog type UNSPEC, a debug message only): the
     # load fails at that program (kernel.py _load_programs, bpf_object_load_prog()).
     return obj.programs
