@@ -212,7 +212,7 @@ def _load_all(obj: CorpusObject, work: Path) -> Results:
             results.errors.append(f"{obj.path} is not built")
             return results
         trace = work / f"{safe}.ref.mp"
-        recorded = parity_table.record_reference(obj, trace, DURATION * 2)
+        recorded = parity_table.record_reference(obj, trace, DURATION * 5)
         results.reference_status = recorded.returncode
         if trace.exists():
             # one `bpfreplay run --compare` under strace: its loader's calls are the

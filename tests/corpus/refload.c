@@ -204,6 +204,10 @@ int main(int argc, char **argv)
 	double duration = 0;
 	const char *path;
 
+	/* first thing: a SIGINT (the recorder's --duration) must end the wait, never the
+	 * process before its destroy */
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
 	while ((opt = getopt(argc, argv, "s:")) != -1) {
 		char *eq = optarg ? strchr(optarg, '=') : NULL;
 
@@ -236,9 +240,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, "refload: %s: cannot read the object: %s\n", path, strerror(-err));
 		return 2;
 	}
-
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
 
 	err = bpf_object__open_skeleton(s, NULL);
 	if (err) {
