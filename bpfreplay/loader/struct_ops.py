@@ -50,7 +50,7 @@ from bpfreplay.uapi import cmd_value, enum_values
 
 if TYPE_CHECKING:
     from bpfreplay.loader.elf import ElfObject, Section
-    from bpfreplay.loader.kernel import Link, LoadedMap, LoadedObject
+    from bpfreplay.loader.kernel import Link, LoadedObject
     from bpfreplay.loader.spec import MapSpec
 
 STRUCT_OPS_SEC = ".struct_ops"
@@ -335,8 +335,9 @@ def attach(obj: LoadedObject, map_name: str) -> Link:
         except OSError:
             pass
 
-    return Link(map_name, "struct_ops", loaded.fd, target=kern_name(obj, loaded),
-                destroy=detach)
+    assert loaded.spec.struct_ops is not None
+    return Link(map_name, "struct_ops", loaded.fd,
+                target=f"struct {loaded.spec.struct_ops.type_name}", destroy=detach)
 
 
 def _delete_key_zero(fd: int) -> None:
@@ -349,7 +350,3 @@ def _delete_key_zero(fd: int) -> None:
     attr.set("map_fd", fd).set("key", keep.bytes_at(struct.pack("<I", 0)))
     attr.call()
 
-
-def kern_name(obj: LoadedObject, loaded: LoadedMap) -> str:
-    st_ops = loaded.spec.struct_ops
-    return f"struct {st_ops.type_name}" if st_ops is not None else ""
