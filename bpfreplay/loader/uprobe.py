@@ -3,7 +3,10 @@ the binary found on PATH (programs) or the library paths (``.so``), the function
 file offset read from its ELF symbols, then perf_event_open on the uprobe PMU (path in
 config1, offset in config2, the retprobe bit for uretprobes) and a BPF perf link.
 The legacy tracefs uprobe_events interface is not used: it needs no uprobe PMU, and
-this kernel has one."""
+this kernel has one. A target ``/proc/self/exe`` names the attaching process's program;
+in ours that is the Python interpreter, so the program it stands for is given
+(``self_exe_standing_for``, `bpfreplay run --self-exe`): its ELF gives the offset, its
+path goes to perf_event_open."""
 
 from __future__ import annotations
 
