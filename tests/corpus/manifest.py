@@ -46,9 +46,6 @@ def _data(kind: str, name: str, covers: str, **kw) -> CorpusObject:
                         f"{name}.bpf.o", covers, **kw)
 
 
-_NO_PROGRAMS = ("the loader refuses an object without programs (\"no programs found\"); "
-                "libbpf 1.1.2 probes, loads the BTF and creates the maps")
-
 _SLOT_FD = ("the loader writes -1 into a prog array slot of a program not loaded; libbpf "
             "1.1.2 init_prog_array_slots() writes bpf_program__fd()'s -ENOENT (-2); and "
             "compare counts that call in the application section, not as a difference")
@@ -133,7 +130,7 @@ CORPUS: tuple[CorpusObject, ...] = (
          expect=FAILED_PARITY),
     _own("fentry_missing", "fentry/ on a function the kernel lacks (load fails after "
          "the module-BTF walk)", expect=FAILED_PARITY),
-    _own("maps_only", "maps and global data, no program", pending=_NO_PROGRAMS),
+    _own("maps_only", "maps and global data, no program"),
     _own("partial_attach", "a tracepoint attached, then a uprobe on a missing function "
          "failing in libbpf's ELF lookup; destroy detaches the first",
          expect=FAILED_PARITY),
