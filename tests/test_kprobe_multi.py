@@ -139,3 +139,40 @@ def test_no_matching_symbol_fails_before_the_kernel(tmp_path):
     """resolve() of a file without a match: nothing (libbpf: ENOENT, no call)."""
     lines = [line for line in _real_kallsyms()[:1000] if "do_unlinka" not in line]
     assert kprobe_multi.resolve(PATTERN, lines) == []
+
+
+RETPROBE_SOURCE = """
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+char LICENSE[] SEC("license") = "GPL";
+SEC("kretprobe.multi/do_unlinka*")
+int on_unlink_return_only(void *ctx) { return 0; }
+"""
+
+
+def test_kretprobe_multi_carries_the_return_flag_as_libbpf(crafted_kallsyms, tmp_path):
+    """The corpus object stops at its kprobe.multi program; a kretprobe.multi program
+    alone shows libbpf's kprobe_multi.flags (BPF_F_KPROBE_MULTI_RETURN)."""
+    from tests.conftest import require_tool
+
+    clang = require_tool("clang")
+    src = tmp_path / "kretmulti.bpf.c"
+    src.write_text(RETPROBE_SOURCE)
+    machine = subprocess.run(["cc", "-dumpmachine"], capture_output=True,
+                             text=True).stdout.strip()
+    obj = tmp_path / "kretmulti.bpf.o"
+    subprocess.run([clang, "-g", "-O2", "-target", "bpf", f"-I/usr/include/{machine}", "-c",
+                    str(src), "-o", str(obj)], check=True)
+    ref = tmp_path / "ref.mp"
+    _in_namespace(crafted_kallsyms, [BPFREPLAY, "record", "-o", str(ref), "--",
+                                     str(REFLOAD), str(obj), "0.2"])
+    flags = []
+    with read_trace(str(ref)) as t:
+        for call in t.calls():
+            if (call.get("in") or {}).get("kprobe_multi.addrs") is not None:
+                flags.append(struct.unpack_from("<I", call["attr"], 16)[0])
+    assert flags == [kprobe_multi.BPF_F_KPROBE_MULTI_RETURN]
+    run = _in_namespace(crafted_kallsyms, [BPFREPLAY, "run", str(obj), "--compare",
+                                           str(ref), "--duration", "0.2"])
+    assert run.returncode == 3, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "PARITY OF A FAILED LOAD" in run.stdout
