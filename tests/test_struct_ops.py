@@ -194,3 +194,40 @@ def test_open_matches_libbpfs_map_and_program_view(sops_object):
     members = [local.members[i].name for i, _ in m.struct_ops.programs]
     assert dict(zip(members, [p for _, p in m.struct_ops.programs], strict=True)) == {
         "ssthresh": "t_ssthresh", "undo_cwnd": "t_undo_cwnd", "cong_avoid": "t_cong_avoid"}
+
+
+MISSING_SOURCE = """
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+char LICENSE[] SEC("license") = "GPL";
+struct bpfrp_missing_ops { int (*f)(void); char name[16]; };
+SEC("struct_ops/t_f")
+int t_f(void *ctx) { return 0; }
+SEC(".struct_ops")
+struct bpfrp_missing_ops bpfrp_missing = { .f = (void *)t_f, .name = "x" };
+"""
+
+
+def test_struct_the_kernel_lacks_fails_where_libbpf_fails(sops_object, tmp_path):
+    """bpf_map__init_kern_struct_ops() finds no struct bpfrp_missing_ops in vmlinux:
+    the load fails after the BTF load, before any map is created, on both sides."""
+    clang = require_tool("clang")
+    src = tmp_path / "missing.bpf.c"
+    src.write_text(MISSING_SOURCE)
+    machine = subprocess.run(["cc", "-dumpmachine"], capture_output=True,
+                             text=True).stdout.strip()
+    obj = tmp_path / "missing.bpf.o"
+    subprocess.run([clang, "-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86",
+                    f"-I/usr/include/{machine}", "-c", str(src), "-o", str(obj)], check=True)
+    from tests.corpus.manifest import REFLOAD
+
+    ref = tmp_path / "ref.mp"
+    recorded = subprocess.run([BPFREPLAY, "record", "-o", str(ref), "--", str(REFLOAD),
+                               str(obj), "0.2"], capture_output=True, text=True, timeout=120)
+    assert "struct bpfrp_missing_ops is not found in kernel BTF" in recorded.stderr
+    run = subprocess.run([BPFREPLAY, "run", str(obj), "--compare", str(ref), "--duration",
+                          "0.2"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 3, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "PARITY OF A FAILED LOAD" in run.stdout
+    assert "struct bpfrp_missing_ops is not found in kernel BTF" in run.stderr
