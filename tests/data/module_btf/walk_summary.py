@@ -7,8 +7,9 @@ Prints, per trace, the walk's first and last call and one line per BTF object id
 walk visited: its BTF_GET_FD_BY_ID call, each BPF_OBJ_GET_INFO_BY_FD on that fd with
 what the caller asked for (a name buffer, or a btf buffer of N bytes) and what the
 kernel answered (btf_size, kernel_btf), and a close if libbpf dropped it. Names come
-from kernel.txt (the guest's `bpftool btf list`), since traces keep the info struct
-but not the name/btf buffers it points to. record.sh writes the output to walk.txt.
+from the kernel.txt beside each trace (the guest's `bpftool btf list`), since traces
+keep the info struct but not the name/btf buffers it points to. record.sh writes the
+output to walk.txt.
 """
 
 from __future__ import annotations
@@ -79,10 +80,9 @@ def summarise(trace_path: Path, names: dict[int, str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    names = btf_names(HERE / "kernel.txt")
     paths = [Path(a) for a in argv] or sorted(HERE.glob("*.mp"))
     for p in paths:
-        print("\n".join(summarise(p, names)))
+        print("\n".join(summarise(p, btf_names(p.parent / "kernel.txt"))))
     return 0
 
 
