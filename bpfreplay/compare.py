@@ -294,7 +294,8 @@ _INFO_POINTERS = frozenset({
     "btf", "name", "jited_prog_insns", "xlated_prog_insns", "map_ids", "jited_ksyms",
     "jited_func_lens", "func_info", "line_info", "jited_line_info", "prog_tags",
     "raw_tracepoint.tp_name", "iter.target_name", "perf_event.uprobe.file_name",
-    "perf_event.kprobe.func_name", "kprobe_multi.addrs", "kprobe_multi.cookies",
+    "perf_event.kprobe.func_name", "perf_event.tracepoint.tp_name", "kprobe_multi.addrs",
+    "kprobe_multi.cookies",
     "uprobe_multi.path", "uprobe_multi.offsets", "uprobe_multi.ref_ctr_offsets",
     "uprobe_multi.cookies"})
 _INFO_KERNEL_STATE = frozenset({"id", "btf_id", "prog_id", "load_time", "run_time_ns",
