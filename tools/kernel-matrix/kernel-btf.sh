@@ -3,7 +3,7 @@
 # host without booting it: vmlinux's .BTF section (the bzImage's payload decompressed)
 # and each named module's .BTF section (the bytes the kernel returns for that module's
 # BTF object, e.g. in BPF_OBJ_GET_INFO_BY_FD's btf buffer). Checked identical to the
-# guest's /sys/kernel/btf/ files on 6.1.0-57.
+# guest's /sys/kernel/btf/ files (sha256) on 6.1.0-57, 6.12.95 and 5.10.0-46.
 #
 #   tools/kernel-matrix/kernel-btf.sh SERIES OUTDIR [MODULE...]
 #     writes OUTDIR/vmlinux and OUTDIR/MODULE for each MODULE (e.g. 9pnet nf_conntrack)
