@@ -597,7 +597,13 @@ def _load_programs(obj: LoadedObject, relocated: dict[str, RelocatedProgram],
     # bpf_object_init_prog_arrays()
     for m in obj.maps:
         if m.spec.init_slots and m.spec.type == _PROG_ARRAY and m.fd >= 0:
-            _fill_slots(obj, m, lambda name: obj.program(name).fd)
+            _fill_slots(obj, m, lambda name: _program_fd(obj.program(name)))
+
+
+def _program_fd(p: LoadedProgram) -> int:
+    """bpf_program__fd(): the fd, or -ENOENT for a program not loaded (not autoloaded),
+    which init_prog_array_slots() then writes into the slot as it is."""
+    return p.fd if p.fd >= 0 else -errno_codes.ENOENT
 
 
 def _prog_load_attrs(obj: LoadedObject, prog: ProgramSpec, r: RelocatedProgram,

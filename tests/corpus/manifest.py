@@ -46,10 +46,6 @@ def _data(kind: str, name: str, covers: str, **kw) -> CorpusObject:
                         f"{name}.bpf.o", covers, **kw)
 
 
-_SLOT_FD = ("the loader writes -1 into a prog array slot of a program not loaded; libbpf "
-            "1.1.2 init_prog_array_slots() writes bpf_program__fd()'s -ENOENT (-2); and "
-            "compare counts that call in the application section, not as a difference")
-
 CORPUS: tuple[CorpusObject, ...] = (
     # libbpf-bootstrap example kinds
     CorpusObject("reference/minimal", ROOT / "reference" / "libbpf-bootstrap" /
@@ -149,7 +145,7 @@ CORPUS: tuple[CorpusObject, ...] = (
     _own("inner_maps", "an array of ring buffers and a hash of NO_PREALLOC hashes, each "
          "with an initial slot"),
     _own("slot_unloaded", "a prog array slot naming a program not autoloaded (the load "
-         "fails: EBADF)", expect=FAILED_PARITY, pending=_SLOT_FD),
+         "fails: EBADF)", expect=FAILED_PARITY),
     _own("usdt_args", "usdt/ on target2 (-O2): constant, register, stack-memory, signed "
          "byte and 64-bit argument specs, a probe at two sites, semaphores"),
     _own("usdt_rip", "usdt/ with %rip-relative arguments libbpf 1.1.2 cannot parse (the "
