@@ -8,7 +8,7 @@ BIN      := $(VENV)/bin
 REF      := reference/libbpf-bootstrap
 DEB_PKGS := clang llvm llvm-22 libbpf-dev bpftool libelf-dev zlib1g-dev strace make gcc pkg-config systemtap-sdt-dev bsdextrautils clang-22
 
-.PHONY: setup system venv reference testprogs traces demo test lint bench clean parity test-kernels
+.PHONY: setup system venv reference testprogs traces demo test lint bench clean parity test-kernels kernel-packages
 
 setup: system venv
 
@@ -68,17 +68,16 @@ demo: setup reference
 	$(BIN)/bpfreplay run $(REF)/minimal.bpf.o --set my_pid=self --duration 3 \
 	  --compare /tmp/bpfreplay-demo.mp
 
-test: setup reference testprogs
+# The suite includes one run on another kernel (tests/test_kernel_matrix.py: our loader
+# against libbpf's recordings on Debian 6.1, whose modules have BTF), hence qemu.
+test: setup kernel-packages reference testprogs
 	$(BIN)/pytest -q
 
-# The tests again on other Debian kernels, each booted under qemu (TCG) in this machine's
-# file system by tools/kernel-matrix/ (README there; kernels cached in
-# /var/cache/bpfreplay-kernels). A stub: KERNELS and KERNEL_TESTS choose what runs
-# (the full suite takes ~10 min on 6.1). tests/data/module_btf/record.sh uses the same.
+# qemu and busybox for tools/kernel-matrix/ (other Debian kernels booted under qemu, TCG,
+# in this machine's file system; README there; kernels cached in
+# /var/cache/bpfreplay-kernels). Without recommends: ~88 MB.
 KERNEL_DEB_PKGS := qemu-system-x86 busybox-static
-KERNELS      ?= 6.1
-KERNEL_TESTS ?= tests
-test-kernels: setup reference testprogs
+kernel-packages:
 	@missing=""; for p in $(KERNEL_DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
@@ -86,6 +85,13 @@ test-kernels: setup reference testprogs
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+# The whole suite again on other Debian kernels. A stub: KERNELS and KERNEL_TESTS choose
+# what runs (the full suite takes ~10 min on 6.1 and assumes this kernel's answers in
+# places). tests/data/module_btf/record.sh and compare.sh use the same machinery.
+KERNELS      ?= 6.1
+KERNEL_TESTS ?= tests
+test-kernels: setup kernel-packages reference testprogs
 	@for k in $(KERNELS); do \
 	  echo "== pytest $(KERNEL_TESTS) on Debian $$k"; \
 	  tools/kernel-matrix/run-in-kernel.sh --mem 2G $$k -- $(BIN)/pytest -q $(KERNEL_TESTS) || exit 1; \
