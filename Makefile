@@ -65,8 +65,7 @@ demo: setup reference
 	@echo
 	@echo "== 3. bpfreplay run --compare: the same object loaded by bpfreplay's Python loader,"
 	@echo "==    firing from the Python process, then compared call by call with step 1"
-	$(BIN)/bpfreplay run $(REF)/minimal.bpf.o --set my_pid=self --duration 3 \
-	  --compare /tmp/bpfreplay-demo.mp
+	$(BIN)/bpfreplay run $(REF)/minimal.bpf.o --duration 3 --compare /tmp/bpfreplay-demo.mp
 
 # The suite includes one run on another kernel (tests/test_kernel_matrix.py: our loader
 # against libbpf's recordings on Debian 6.1, whose modules have BTF), hence qemu.
