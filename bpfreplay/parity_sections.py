@@ -163,7 +163,10 @@ def _load_end(items: list[dict[str, Any]], probes: list[str | None]) -> int:
     far as its programs: all of it is the load. The run of calls right after it that
     bpf_object_load() and bpf_object__load_skeleton() make belongs to the load as long
     as it is unbroken:
-    PROG_BIND_MAP, program-array slots filled with the object's programs, closes of
+    PROG_BIND_MAP, program-array slots filled (libbpf 1.1.2 init_prog_array_slots():
+    any MAP_UPDATE_ELEM of a program array the load made, whatever fd it writes; the
+    slots of maps of maps are filled by init_map_in_map_slots() while the maps are
+    made, before any program load, so they are load anyway), closes of
     the module BTFs the walk kept, the MAP_FIXED mmaps of BPF_F_MMAPABLE maps of the
     object, and probes."""
     last = -1
@@ -189,11 +192,11 @@ def _load_end(items: list[dict[str, Any]], probes: list[str | None]) -> int:
         if _is(item, "BPF_PROG_BIND_MAP"):
             end = i
         elif _is(item, "BPF_MAP_UPDATE_ELEM"):
-            target = item["fields"].get("map_fd")
-            value = (item.get("in") or {}).get("value")
-            if map_types.get(target) != _PROG_ARRAY or not (
-                    isinstance(value, str) and _is(items[owners.get(value, last)],
-                                                   "BPF_PROG_LOAD") and value in owners):
+            # bpf_object_init_prog_arrays(): init_prog_array_slots() writes each slot's
+            # bpf_program__fd(), whatever it is (-ENOENT for a program not loaded: the
+            # kernel's EBADF then fails the load right there). A slot fill is an
+            # update of a program array this load made; the value is compared as usual.
+            if map_types.get(item["fields"].get("map_fd")) != _PROG_ARRAY:
                 break
             end = i
         elif syscall == "close" and _base(item["args"]["fd"]) == "btf_by_id" \
