@@ -166,3 +166,16 @@ def read(fd: int, size: int) -> bytes:
     if ret == -1 and err:
         raise OSError(err, os.strerror(err))
     return buf.raw[:ret]
+
+
+_STATFS_SIZE = 120  # sizeof(struct statfs) on 64-bit Linux; f_type is its first word
+
+
+def statfs_type(path: str) -> int:
+    """statfs(path)'s f_type: which file system ``path`` is on (libbpf's check that a
+    pin path is on bpffs). Not a BPF call: not shown to the tracer."""
+    buf = ctypes.create_string_buffer(_STATFS_SIZE)
+    if _libc.statfs(os.fsencode(path), buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int.from_bytes(buf.raw[:8], "little")

@@ -316,15 +316,20 @@ def btf_get_fd_by_id(btf_id: int) -> int:
     return Attr(BPF_BTF_GET_FD_BY_ID, GET_ID_SIZE).set("btf_id", btf_id).call()
 
 
+def obj_info(fd: int, info: bytearray, keep: bsys.Buffers) -> None:
+    """bpf_obj_get_info_by_fd(): the kernel fills ``info`` (its length is info_len)."""
+    attr = Attr(BPF_OBJ_GET_INFO_BY_FD, INFO_SIZE)
+    attr.set("bpf_fd", fd).set("info_len", len(info)).set("info", keep.address_of(info))
+    attr.call()
+
+
 def btf_info(fd: int, name_len: int) -> tuple[bytes, str]:
     """bpf_obj_get_info_by_fd() of a BTF object asking for its name: (info, name)."""
     keep = bsys.Buffers()
     name_address, name_buf = keep.zeroed(name_len)
     info = bytearray(BTF_INFO_SIZE)
     struct.pack_into("<QI", info, 16, name_address, name_len)
-    attr = Attr(BPF_OBJ_GET_INFO_BY_FD, INFO_SIZE)
-    attr.set("bpf_fd", fd).set("info_len", len(info)).set("info", keep.address_of(info))
-    attr.call()
+    obj_info(fd, info, keep)
     return bytes(info), name_buf.value.decode(errors="replace")
 
 
@@ -341,9 +346,7 @@ def btf_data(fd: int) -> bytes:
         address, buf = keep.zeroed(size)
         info = bytearray(BTF_INFO_SIZE)
         struct.pack_into("<QI", info, 0, address, size)
-        attr = Attr(BPF_OBJ_GET_INFO_BY_FD, INFO_SIZE)
-        attr.set("bpf_fd", fd).set("info_len", len(info)).set("info", keep.address_of(info))
-        attr.call()
+        obj_info(fd, info, keep)
         reported = struct.unpack_from("<I", info, 8)[0]
         if reported <= size:
             return bytes(buf.raw[:reported])

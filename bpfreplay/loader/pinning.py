@@ -18,7 +18,6 @@ records them, for libbpf or for us.
 
 from __future__ import annotations
 
-import ctypes
 import errno as errno_codes
 import os
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from bpfreplay import sys as bsys
 from bpfreplay.errors import LoaderError
-from bpfreplay.loader.bpfcalls import Attr
+from bpfreplay.loader.bpfcalls import Attr, obj_info
 from bpfreplay.recording import syscalls as nr
 from bpfreplay.uapi import cmd_value
 
@@ -42,11 +41,9 @@ BPF_FS_MAGIC = 0xCAFE4A11
 
 BPF_OBJ_PIN = cmd_value("BPF_OBJ_PIN")
 BPF_OBJ_GET = cmd_value("BPF_OBJ_GET")
-BPF_OBJ_GET_INFO_BY_FD = cmd_value("BPF_OBJ_GET_INFO_BY_FD")
 # libbpf 1.1.2's bpf_obj_pin()/bpf_obj_get_opts(): offsetofend(union bpf_attr,
 # file_flags) (the kernel's later path_fd is not sent).
 OBJ_PATH_ATTR_SIZE = 16
-INFO_ATTR_SIZE = 16  # offsetofend(union bpf_attr, info)
 # sizeof(struct bpf_map_info) in libbpf 1.1.2's uapi: it ends with map_extra (the
 # kernel's later hash and hash_size are not asked for).
 MAP_INFO_SIZE = 88
@@ -108,12 +105,9 @@ def map_info(fd: int) -> MapInfo:
     """bpf_obj_get_info_by_fd() of a map with libbpf's 88-byte struct bpf_map_info; on
     EINVAL (kernels before 4.13) bpf_get_map_info_from_fdinfo()'s reading of
     /proc/<pid>/fdinfo/<fd>."""
-    keep = bsys.Buffers()
     info = bytearray(MAP_INFO_SIZE)
-    attr = Attr(BPF_OBJ_GET_INFO_BY_FD, INFO_ATTR_SIZE)
-    attr.set("bpf_fd", fd).set("info_len", len(info)).set("info", keep.address_of(info))
     try:
-        attr.call()
+        obj_info(fd, info, bsys.Buffers())
     except OSError as e:
         if e.errno != errno_codes.EINVAL:
             raise
@@ -152,10 +146,6 @@ def dup3(old_fd: int, new_fd: int, flags: int) -> int:
 # ------------------------------------------------------------------ bpffs paths
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_STATFS_SIZE = 120  # sizeof(struct statfs) on 64-bit Linux; f_type is its first word
-
-
 def _make_parent_dir(path: str) -> None:
     """make_parent_dir(): mkdir(dirname(path), 0700), an existing one being fine (one
     level only: libbpf does not make the root's parents)."""
@@ -171,11 +161,11 @@ def _make_parent_dir(path: str) -> None:
 def _check_path(path: str) -> None:
     """check_path(): the directory of ``path`` must be on a BPF file system (statfs)."""
     directory = os.path.dirname(path) or "."
-    buf = ctypes.create_string_buffer(_STATFS_SIZE)
-    if _libc.statfs(directory.encode(), buf) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"failed to statfs {directory}: {os.strerror(err)}")
-    if int.from_bytes(buf.raw[:8], "little") != BPF_FS_MAGIC:
+    try:
+        fs_type = bsys.statfs_type(directory)
+    except OSError as e:
+        raise OSError(e.errno, f"failed to statfs {directory}: {e.strerror}") from e
+    if fs_type != BPF_FS_MAGIC:
         raise OSError(errno_codes.EINVAL, f"specified path {path} is not on BPF FS")
 
 
