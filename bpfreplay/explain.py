@@ -47,8 +47,8 @@ def call_to_json(record: dict[str, Any], explained: Any = None) -> dict[str, Any
         "tid": record.get("tid"),
         "syscall": record.get("syscall"),
     }
-    if record.get("syscall") == "bpf":
-        cmd = record.get("cmd", 0)
+    cmd = record.get("cmd", 0)
+    if record.get("syscall") == "bpf" and type(cmd) is int:
         out["cmd"] = cmd_name(cmd) or str(cmd & ~BPF_COMMON_ATTRS)
         out["common_attrs"] = bool(cmd & BPF_COMMON_ATTRS)
         out["size"] = record.get("size")
@@ -56,8 +56,11 @@ def call_to_json(record: dict[str, Any], explained: Any = None) -> dict[str, Any
         out["cmd"] = None
         out["size"] = None
     out["ret"] = record.get("ret")
-    out["errno"] = errno_name(record.get("errno"))
-    out["args"] = [f"{a:#x}" for a in record.get("args", [])]
+    errno = record.get("errno")
+    out["errno"] = errno_name(errno) if type(errno) is int else None
+    args = record.get("args", [])
+    out["args"] = [f"{a:#x}" if type(a) is int else repr(a)
+                   for a in (args if type(args) is list else [])]
     for key in ("attr", "attr_out", "common", "in", "out", "object", "faults", "replaced",
                 "attr_fault", "ts", "dur"):
         if key in record:
@@ -94,6 +97,13 @@ def write_json_lines(records: Iterable[dict[str, Any]], stream: TextIO) -> int:
 
 def calls_only(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
     return (r for r in records if r.get("type") == "call")
+
+
+def _warn(message: str) -> None:
+    """A record explain leaves out (``record #N at byte B: what``), said on stderr."""
+    from bpfreplay.decode.terminal import escape_control
+
+    print(f"bpfreplay: skipped {escape_control(message)}", file=sys.stderr)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -138,7 +148,9 @@ def _selected(explained: Any, args: argparse.Namespace) -> bool:
 def run(args: argparse.Namespace) -> int:
     from bpfreplay.trace import read_trace
 
-    with read_trace(args.trace) as trace:
+    # Records not of the format are left out with a warning (the first pass says it;
+    # the decoding pass reads the same file again, silently).
+    with read_trace(args.trace, skip_bad=True, on_problem=_warn) as trace:
         try:
             if args.json and args.raw_json:
                 write_json_lines(calls_only(trace.records()), sys.stdout)
@@ -152,7 +164,9 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if trace.truncated:
             print(f"bpfreplay: {args.trace} ends inside a record ({trace.trailing_bytes} "
-                  "bytes ignored): the recorder was probably killed", file=sys.stderr)
+                  f"bytes ignored after the last complete record, which ends at byte "
+                  f"{trace.complete_end}): the recorder was probably killed",
+                  file=sys.stderr)
     return 0
 
 
@@ -175,7 +189,7 @@ def _explain(trace: Any, args: argparse.Namespace) -> None:
         if readers:
             yield from calls_only(readers.pop().records())
             return
-        with read_trace(args.trace) as again:
+        with read_trace(args.trace, skip_bad=True) as again:
             yield from calls_only(again.records())
 
     stream = ExplainStream(open_calls, sections=args.verbose and not args.json,
@@ -198,18 +212,21 @@ def write_explained(explained_calls: Iterable[Any], header: dict[str, Any],
     if printer is not None:
         printer.header(header, args.trace)
     stats = Summary()
+    extractor = Extractor(args.extract) if args.extract else None
     for explained in explained_calls:
         stats.add(explained)
         if not _selected(explained, args):
             continue
-        if args.extract:
-            extract(explained, args.extract)
+        if extractor is not None:
+            extractor.extract(explained)
         if args.json:
             out.write(_JSON.encode(call_to_json(explained.record, explained)))
             out.write("\n")
         else:
             assert printer is not None
             printer.call(explained)
+    if extractor is not None:
+        extractor.close()
     if printer is not None and not args.no_summary:
         printer.summary(stats)
     return stats
@@ -228,17 +245,25 @@ class Summary:
     def add(self, explained: Any) -> None:
         record = explained.record
         self.total += 1
-        name = cmd_name(record.get("cmd", -1)) if record.get("syscall") == "bpf" else None
-        self.by_command[name or str(record.get("syscall"))] += 1
+        name = _command(record)
+        self.by_command[name] += 1
         label = explained.label
         self.by_phase[label.phase if label else "?"] += 1
         if label and label.probe and record.get("syscall") == "bpf":
             self.probes[label.probe] += 1
         if explained.failed:
-            err = errno_name(record.get("errno")) or "?"
+            errno = record.get("errno")
+            err = (errno_name(errno) if type(errno) is int else None) or "?"
             expected = " (expected: a probe)" if label and label.probe else ""
-            self.failures.append((explained.index, name or str(record.get("syscall")),
-                                  err + expected))
+            self.failures.append((explained.index, name, err + expected))
+
+
+def _command(record: dict[str, Any]) -> str:
+    """The command name of a bpf() call (``BPF_PROG_LOAD``), else the syscall's name."""
+    cmd = record.get("cmd")
+    if record.get("syscall") == "bpf" and type(cmd) is int:
+        return cmd_name(cmd) or "bpf"
+    return str(record.get("syscall"))
 
 
 _PAYLOAD_EXTENSIONS = {"insns": "insns", "btf": "btf", "log_buf": "log",
@@ -246,30 +271,117 @@ _PAYLOAD_EXTENSIONS = {"insns": "insns", "btf": "btf", "log_buf": "log",
                        "line_info": "line_info", "license": "txt", "pathname": "txt"}
 
 
+_NAME_MAX = 120  # a file name's length, well under NAME_MAX (255)
+_UNSAFE_NAME = None  # compiled on first use
+
+
+def safe_file_name(name: str) -> str:
+    """A file name made from names inside a trace: only letters, digits, ``.``, ``_``,
+    ``-`` and ``+`` (anything else, ``/`` and NUL among them, becomes ``_``), not ``.``
+    or ``..`` nor hidden, at most ``_NAME_MAX`` characters."""
+    import re
+
+    global _UNSAFE_NAME
+    if _UNSAFE_NAME is None:
+        _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]")
+    clean = _UNSAFE_NAME.sub("_", name)[:_NAME_MAX]
+    if clean.startswith("."):
+        clean = "_" + clean[1:]
+    return clean or "_"
+
+
+class Extractor:
+    """``--extract DIR``: each payload as ``DIR/NNNN-command[.in.field].ext``.
+
+    Files go into DIR and nowhere else: names are ``safe_file_name``s opened relative
+    to DIR's fd with ``O_NOFOLLOW|O_EXCL`` (a symlink or anything else already at a
+    name is removed first, never followed; what cannot be removed, or a name this run
+    already wrote, gets the next free ``~N`` suffix). Mode 0600: payloads are tracee
+    memory (map keys and values, buffers of a root process), as private as the trace."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.used: set[str] = set()
+        self._dir_fd = -1
+
+    def _dir(self) -> int:
+        if self._dir_fd < 0:
+            try:
+                os.makedirs(self.directory, exist_ok=True)
+                self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY
+                                       | os.O_CLOEXEC)
+            except OSError as e:
+                raise BpfReplayError(f"extracting payloads into {self.directory}: "
+                                     f"{e.strerror}") from e
+        return self._dir_fd
+
+    def _write(self, name: str, data: bytes) -> str:
+        dir_fd = self._dir()
+        stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+        candidate, n = name, 0
+        while True:
+            if candidate not in self.used:
+                try:
+                    os.unlink(candidate, dir_fd=dir_fd)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    pass  # a directory, say: O_EXCL below fails and the next name is tried
+                try:
+                    fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                                 | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+                    break
+                except FileExistsError:
+                    pass
+                except OSError as e:
+                    raise BpfReplayError(f"extracting payload {candidate} into "
+                                         f"{self.directory}: {e.strerror}") from e
+            n += 1
+            candidate = f"{stem}~{n}{dot}{ext}"
+        self.used.add(candidate)
+        path = os.path.join(self.directory, candidate)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            raise BpfReplayError(f"writing payload {path}: {e.strerror}") from e
+        finally:
+            os.close(fd)
+        return path
+
+    def extract(self, explained: Any) -> list[str]:
+        """Write each payload of one call; the paths written."""
+        record = explained.record
+        what = safe_file_name(_command(record).removeprefix("BPF_").lower())
+        stem = f"{explained.index:04d}-{what}"
+        written = []
+        for direction in ("in", "out"):
+            buffers = record.get(direction)
+            for name, data in (buffers.items() if isinstance(buffers, dict) else ()):
+                if not isinstance(data, bytes) or not isinstance(name, str):
+                    continue
+                ext = _PAYLOAD_EXTENSIONS.get(name, "bin")
+                file_name = f"{stem}.{ext}" if ext in ("insns", "btf", "log") \
+                    else f"{stem}.{direction}.{name}.{ext}"
+                written.append(self._write(safe_file_name(file_name), data))
+        if isinstance(record.get("attr"), bytes):
+            written.append(self._write(safe_file_name(f"{stem}.attr"), record["attr"]))
+        return written
+
+    def close(self) -> None:
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+
+
 def extract(explained: Any, directory: str) -> list[str]:
-    """Write each payload of a call to ``DIR/NNNN-command.field.ext``."""
-    record = explained.record
-    os.makedirs(directory, exist_ok=True)
-    what = (cmd_name(record.get("cmd", -1)) or "bpf").removeprefix("BPF_").lower() \
-        if record.get("syscall") == "bpf" else str(record.get("syscall"))
-    written = []
-    for direction in ("in", "out"):
-        for name, data in (record.get(direction) or {}).items():
-            if not isinstance(data, bytes):
-                continue
-            ext = _PAYLOAD_EXTENSIONS.get(name, "bin")
-            stem = f"{explained.index:04d}-{what}"
-            path = os.path.join(directory, f"{stem}.{ext}" if ext in ("insns", "btf", "log")
-                                else f"{stem}.{direction}.{name}.{ext}")
-            with open(path, "wb") as f:
-                f.write(data)
-            written.append(path)
-    if "attr" in record:
-        path = os.path.join(directory, f"{explained.index:04d}-{what}.attr")
-        with open(path, "wb") as f:
-            f.write(record["attr"])
-        written.append(path)
-    return written
+    """Write each payload of a call to ``DIR/NNNN-command.field.ext`` (``Extractor``)."""
+    extractor = Extractor(directory)
+    try:
+        return extractor.extract(explained)
+    finally:
+        extractor.close()
 
 
 def _tracepoint_names() -> Any:

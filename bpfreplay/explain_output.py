@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any, TextIO
 
+from bpfreplay.decode.terminal import escape_control
+
 _PHASE_STYLE = {"probe": "dim cyan", "object": "bold green", "attach": "bold magenta",
                 "runtime": "yellow", "teardown": "dim"}
 
@@ -21,6 +23,9 @@ class Printer:
             self.console = Console(file=stream, highlight=False, soft_wrap=True)
 
     def _out(self, text: str, style: str | None = None) -> None:
+        # Every line passes here: what came from the trace (names, paths, logs, argv)
+        # reaches the terminal with its control characters escaped.
+        text = escape_control(text)
         if self.console is not None:
             from rich.text import Text
 
@@ -29,7 +34,7 @@ class Printer:
             self.stream.write(text + "\n")
 
     def header(self, header: dict[str, Any], path: str) -> None:
-        argv = " ".join(header.get("argv", []))
+        argv = " ".join(header.get("argv") or [])
         started = header.get("start_time")
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if started else "?"
         self._out(f"# {path}: {header.get('recorder', '?')} trace of '{argv}' on Linux "

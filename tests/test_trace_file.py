@@ -15,7 +15,8 @@ from bpfreplay.trace import FORMAT_VERSION, TraceWriter, read_trace
 def write_sample(path, count=5):
     with TraceWriter(str(path), {"argv": ["x"]}) as w:
         for i in range(count):
-            w.write({"type": "call", "index": i, "syscall": "bpf", "attr": bytes([i]) * 40})
+            w.write({"type": "call", "index": i, "syscall": "bpf", "cmd": 5,
+                     "attr": bytes([i]) * 40})
 
 
 def test_round_trip(tmp_path):
