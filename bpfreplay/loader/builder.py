@@ -265,7 +265,9 @@ def _fixup_btf(obj: _Object) -> None:
                     raise LoaderError(f"sec '{name}': failed to find ELF symbol for VAR "
                                       f"'{var.name}'")
                 if fixup_offsets:
-                    entries[i] = (var_id, sym.value, var_size)
+                    # btf_var_secinfo.offset is a __u32: libbpf assigns st_value (u64)
+                    # to it, keeping the low 32 bits of a value >= 2**32.
+                    entries[i] = (var_id, sym.value & 0xFFFFFFFF, var_size)
                 if sym.visibility in (STV_HIDDEN, STV_INTERNAL):
                     editor.set_var_linkage(var_id, 0)
         entries.sort(key=lambda e: e[1])  # qsort by offset (glibc's is a merge sort)
@@ -293,6 +295,15 @@ def _reparse(obj: _Object) -> Btf | None:
 # ---------------------------------------------------------------- maps
 
 
+# A .bss (SHT_NOBITS: its size is only a header field) becomes a zeroed image of that
+# size. The kernel refuses an array map value over KMALLOC_MAX_SIZE (4 MiB on x86-64,
+# array_map_alloc_check(): E2BIG), so libbpf's open of a larger one only defers that
+# failure to BPF_MAP_CREATE; we keep its behaviour up to 16 times that and refuse to
+# allocate past it (a header edit would otherwise make us allocate up to 2**64 bytes).
+KERNEL_MAX_VALUE = 4 << 20
+MAX_BSS_SIZE = 16 * KERNEL_MAX_VALUE
+
+
 def _init_maps(obj: _Object, btf: Btf | None) -> None:
     if obj.btf_maps_shndx >= 0:
         s = obj.elf.sections[obj.btf_maps_shndx]
@@ -302,6 +313,10 @@ def _init_maps(obj: _Object, btf: Btf | None) -> None:
         s = obj.elf.sections[index]
         if s.size == 0:
             continue
+        if kind == MapKind.BSS and s.size > MAX_BSS_SIZE:
+            raise LoaderError(f"map '{s.name}': section {s.name} (#{index}) takes "
+                              f"{s.size} bytes: far more than the {KERNEL_MAX_VALUE} bytes "
+                              f"the kernel takes for an array map value; not allocated")
         data = None if kind == MapKind.BSS else s.data
         obj.maps.append(mapdefs.data_map(btf, obj.name, kind, s.name, index, data, s.size))
     kcfg = [e for e in obj.externs if e.kind == ExternKind.KCONFIG]
