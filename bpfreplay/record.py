@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -124,6 +125,7 @@ class Recorder:
             os.sched_setaffinity(0, {cpu})
         old_handlers = self._install_signal_handlers()
         self.t0 = time.monotonic_ns()
+        failed_exec = False
         try:
             pid, error_fd = spawn_traced(path, self.options.argv, cpu)
             self.main_pid = pid
@@ -139,9 +141,13 @@ class Recorder:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             setup_error = _read_all(error_fd)
             if setup_error and self.exit_code == 127:
-                raise RecordError(f"starting {self.options.argv[0]}: {setup_error}")
+                failed_exec = True
+                raise RecordError(f"starting {self.options.argv[0]}: "
+                                  f"{_exec_failure(path, setup_error)}; no trace written")
         finally:
             self._end_session(old_handlers)
+            if failed_exec:
+                _remove_trace(self.options.output)
         return self._result()
 
     def _run_attached(self) -> RecordResult:
@@ -520,6 +526,32 @@ def _read_all(fd: int) -> str:
     finally:
         os.close(fd)
     return b"".join(chunks).decode(errors="replace")
+
+
+def _exec_failure(path: str, error: str) -> str:
+    """Why execve() failed, naming a missing ``#!`` interpreter (execve says ENOENT
+    for it, as if the program itself were missing)."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return error
+    if first.startswith(b"#!"):
+        words = first[2:].split()
+        interpreter = words[0].decode(errors="replace") if words else ""
+        if not interpreter or not os.path.exists(interpreter):
+            return f"{error} (its #! interpreter {interpreter!r} was not found)"
+    return error
+
+
+def _remove_trace(path: str) -> None:
+    """A program that could not start leaves no header-only trace behind (a device
+    such as /dev/null is left alone)."""
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _resolve_program(program: str) -> str:
