@@ -8,7 +8,7 @@ BIN      := $(VENV)/bin
 REF      := reference/libbpf-bootstrap
 DEB_PKGS := clang llvm llvm-22 libbpf-dev bpftool libelf-dev zlib1g-dev strace make gcc pkg-config systemtap-sdt-dev bsdextrautils clang-22
 
-.PHONY: setup system venv reference testprogs traces demo test lint bench clean parity test-kernels kernel-packages
+.PHONY: setup system venv reference testprogs traces demo test lint bench clean parity test-kernels kernel-packages fuzz
 
 setup: system venv
 
@@ -95,6 +95,17 @@ test-kernels: setup kernel-packages reference testprogs
 	  echo "== pytest $(KERNEL_TESTS) on Debian $$k"; \
 	  tools/kernel-matrix/run-in-kernel.sh --mem 2G $$k -- $(BIN)/pytest -q $(KERNEL_TESTS) || exit 1; \
 	done
+
+# The fuzz harnesses of tests/fuzz run long, by hand (docs/robustness.md: >= 20,000
+# cases per harness, 0 tracebacks). `make test` runs them bounded. One harness:
+# make fuzz FUZZ_TESTS=tests/fuzz/test_fuzz.py::test_explain_every_mode
+FUZZ_EXAMPLES ?= 20000
+FUZZ_TESTS    ?= tests/fuzz
+FUZZ_REPORT   ?= /tmp/bpfreplay-fuzz.json
+fuzz: venv
+	BPFREPLAY_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) BPFREPLAY_FUZZ_REPORT=$(FUZZ_REPORT) \
+	  $(BIN)/pytest -q -s -p no:cacheprovider $(FUZZ_TESTS)
+	@echo "figures: $(FUZZ_REPORT)"
 
 lint: venv
 	$(BIN)/ruff check bpfreplay tests tools bench
