@@ -103,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bpfreplay: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("\nbpfreplay: interrupted", file=sys.stderr)
         return 130
 
 

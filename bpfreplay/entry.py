@@ -37,6 +37,10 @@ def main() -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            sys.stderr.write("\nbpfreplay: interrupted\n")
+        except (OSError, ValueError):
+            pass
         status = INTERRUPTED
     return status
 

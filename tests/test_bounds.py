@@ -78,3 +78,34 @@ def test_huge_bss_is_refused_naming_the_section(size: int) -> None:
     struct.pack_into("<Q", changed, bss[0][0] + 32, size)
     with pytest.raises(LoaderError, match=r"\.bss.*bytes"):
         load_spec(bytes(changed), name="minimal_nobtf")
+
+
+HAND_UPROBE = ROOT / "tests/data/compare/build/hand_uprobe.bpf.o"
+SHT_REL, STT_FUNC, LD_IMM64 = 9, 2, 0x18
+
+
+def test_ld_imm64_cut_by_a_shrunk_function_symbol_is_refused() -> None:
+    """A function symbol's st_size made to end in the middle of an ld_imm64 that has a
+    relocation: relocating wrote past the program (struct.error in _set_imm)."""
+    data = _need(HAND_UPROBE)
+    sections = _section_headers(data)
+    _h, _t, _n, symoff, symsize = next(s for s in sections if s[1] == SHT_SYMTAB)
+    symbols = [struct.unpack_from("<IBBHQQ", data, symoff + 24 * i) for i in range(symsize // 24)]
+    shoff, = struct.unpack_from("<Q", data, 40)
+    for index, (_hoff, kind, _name, off, size) in enumerate(sections):
+        if kind != SHT_REL:
+            continue
+        target = struct.unpack_from("<I", data, shoff + index * 64 + 44)[0]  # sh_info
+        code_at = sections[target][3]
+        for rel in range(size // 16):
+            r_offset, = struct.unpack_from("<Q", data, off + 16 * rel)
+            if data[code_at + r_offset] != LD_IMM64:
+                continue
+            for s, (_nm, info, _o, shndx, value, _sz) in enumerate(symbols):
+                if info & 0xF == STT_FUNC and shndx == target and value <= r_offset:
+                    changed = bytearray(data)
+                    struct.pack_into("<Q", changed, symoff + 24 * s + 16, r_offset - value + 8)
+                    with pytest.raises(LoaderError, match=r"ld_imm64 cut by the end"):
+                        load_spec(bytes(changed), name="hand_uprobe")
+                    return
+    pytest.skip("no relocated ld_imm64 in a function of hand_uprobe.bpf.o")

@@ -417,6 +417,11 @@ def _record_reloc(obj: _Object, prog: _Program, insn_index: int, sym_name: str,
     if not is_call and code != BPF_LD_IMM64:
         raise LoaderError(f"prog '{prog.name}': invalid relo against '{sym_name}' for "
                           f"insns[{insn_index}].code {code:#x}")
+    if not is_call and (insn_index + 2) * BPF_INSN_SZ > len(prog.insns):
+        # (libbpf would patch insns[insn_index + 1].imm past the program's copy.)
+        raise LoaderError(f"prog '{prog.name}': relo against '{sym_name}' for "
+                          f"insns[{insn_index}]: a 16-byte ld_imm64 cut by the end of the "
+                          f"program ({len(prog.insns) // BPF_INSN_SZ} instructions)")
     src_reg = prog.insns[insn_index * 8 + 1] >> 4
     imm = struct.unpack_from("<i", prog.insns, insn_index * 8 + 4)[0]
     shndx = sym.shndx
