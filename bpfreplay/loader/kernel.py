@@ -556,23 +556,40 @@ def _relocate(obj: LoadedObject, kernel_btf: Any) -> dict[str, RelocatedProgram]
     return out
 
 
-def _sanitize_insns(obj: LoadedObject, insns: bytes) -> bytes:
-    """bpf_object__sanitize_prog(): on kernels without bpf_probe_read_{kernel,user}
-    call bpf_probe_read instead (the probe is asked only if such a call exists)."""
+def _probe_read_calls(insns: bytes) -> list[int]:
+    """Offsets of the helper calls of bpf_probe_read_{kernel,user}[_str]."""
     from bpfreplay.loader.relocate import PROBE_READ_FALLBACK as fallback
 
-    out = bytearray(insns)
-    for i in range(0, len(out) - 7, 8):
-        code, regs, _, imm = struct.unpack_from("<BBhi", out, i)
+    out = []
+    for i in range(0, len(insns) - 7, 8):
+        code, regs, _, imm = struct.unpack_from("<BBhi", insns, i)
         if code == 0x85 and regs >> 4 == 0 and imm in fallback:
-            if not obj.features.supports("probe_read_kern"):
-                struct.pack_into("<i", out, i + 4, fallback[imm])
+            out.append(i)
+    return out
+
+
+def _sanitize_insns(obj: LoadedObject, insns: bytes) -> bytes:
+    """bpf_object__sanitize_prog(): on kernels without bpf_probe_read_{kernel,user}
+    call bpf_probe_read instead."""
+    from bpfreplay.loader.relocate import PROBE_READ_FALLBACK as fallback
+
+    calls = _probe_read_calls(insns)
+    if not calls or obj.features.supports("probe_read_kern"):
+        return insns
+    out = bytearray(insns)
+    for i in calls:
+        struct.pack_into("<i", out, i + 4, fallback[struct.unpack_from("<i", out, i + 4)[0]])
     return bytes(out)
 
 
 def _load_programs(obj: LoadedObject, relocated: dict[str, RelocatedProgram],
                    options: LoadOptions) -> None:
     spec, features = obj.spec, obj.features
+    # bpf_object__load_progs() sanitises every program of the object before loading
+    # any: .text subprograms no entry program calls and programs not autoloaded too, so
+    # one probe_read_kernel call anywhere asks FEAT_PROBE_READ_KERN here.
+    if any(_probe_read_calls(p.insns) for p in spec.programs):
+        features.supports("probe_read_kern")
     for name, r in relocated.items():
         relocated[name] = dataclasses.replace(r, insns=_sanitize_insns(obj, r.insns))
     kern_version = spec.kern_version if spec.kern_version is not None else kernel_version()

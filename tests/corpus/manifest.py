@@ -127,6 +127,9 @@ CORPUS: tuple[CorpusObject, ...] = (
     _own("fentry_missing", "fentry/ on a function the kernel lacks (load fails after "
          "the module-BTF walk)", expect=FAILED_PARITY),
     _own("maps_only", "maps and global data, no program"),
+    _own("probe_read_unused", "bpf_probe_read_kernel/user only in a .text function no "
+         "program calls and in a program not autoloaded (libbpf still asks the "
+         "probe_read_kern probe)"),
     _own("partial_attach", "a tracepoint attached, then a uprobe on a missing function "
          "failing in libbpf's ELF lookup; destroy detaches the first",
          expect=FAILED_PARITY),
