@@ -784,6 +784,10 @@ class ApplicationCall:
     our_index: int | None
     call: str
     identical: bool | None = None  # None: made by one side only
+    # What the entry stands for when it is no call of its own: the options of an attach
+    # the application made by hand where libbpf's skeleton would have attached
+    # (parity_sections.attach_options), not compared.
+    note: str = ""
 
 
 @dataclass
@@ -831,6 +835,18 @@ def _probes_run_for_the_application(reference: list[str], reference_probes: list
             ours[j] = APPLICATION
 
 
+def _hand_options_note(call: dict[str, Any]) -> str:
+    """How the report shows the options of a hand attach (parity_sections.attach_options)."""
+    from bpfreplay.parity_sections import attach_options
+
+    program = str((call.get("fields") or {}).get("prog_fd", "?"))
+    program = program.split(":", 1)[-1].rsplit("#", 1)[0]
+    options = ", ".join(f"{k}={v}" for k, v in attach_options(call).items())
+    return (f"the application attached {program} by hand with options {options} "
+            "(libbpf's auto-attach passes none): not compared; the rest of the call is "
+            "compared with our auto-attach")
+
+
 def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
                   reference_probes: list[str | None] | None = None,
                   our_probes: list[str | None] | None = None, *,
@@ -849,12 +865,14 @@ def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
         LOAD,
         TEARDOWN,
         WALK,
+        as_auto_attach,
+        attach_options,
         classify,
     )
 
     ref_probes = reference_probes or [c.get("probe") for c in reference]
     mine_probes = our_probes or [c.get("probe") for c in ours]
-    ref_sections = classify(reference, ref_probes, not_auto_attached)
+    ref_sections = classify(reference, ref_probes, not_auto_attached, reference=True)
     our_sections = classify(ours, mine_probes)
     _probes_run_for_the_application(ref_sections.of, ref_probes, our_sections.of,
                                     mine_probes)
@@ -885,9 +903,17 @@ def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
     ours = _rename_paired(reference, ours, [(ref_loader[a], our_loader[b])
                                             for a, b in pairs + moved]
                           + [(ref_app[a], our_app[b]) for a, b in app_pairs + app_moved])
+    hand_options = set(ref_sections.hand_options)
     for a, b in sorted(pairs + moved):
         i, j = ref_loader[a], our_loader[b]
-        found = _diff_pair(reference[i], ours[j])
+        theirs = reference[i]
+        if i in hand_options and not attach_options(ours[j]):
+            # ours is an auto-attach: compared with the reference's call as libbpf's
+            # auto-attach makes it (a call of ours with options is compared as is)
+            theirs = as_auto_attach(theirs)
+            report.application.append(ApplicationCall(i, j, _describe(reference[i]), None,
+                                                      _hand_options_note(reference[i])))
+        found = _diff_pair(theirs, ours[j])
         if (a, b) in moved:
             found.insert(0, ("moved", "(order)", f"reference #{i}", f"ours #{j}"))
         if not found:

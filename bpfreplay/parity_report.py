@@ -56,10 +56,14 @@ def print_report(report: ParityReport, reference: str, ours: str,
     if walk is not None and (walk.reference_foreign_calls or walk.our_foreign_calls):
         apart.append(f"{walk.reference_foreign_calls}/{walk.our_foreign_calls} calls on "
                      "foreign BTF objects")
-    if report.application:
-        ref_app = sum(1 for c in report.application if c.reference_index is not None)
-        our_app = sum(1 for c in report.application if c.our_index is not None)
+    app_calls = [c for c in report.application if not getattr(c, "note", "")]
+    if app_calls:
+        ref_app = sum(1 for c in app_calls if c.reference_index is not None)
+        our_app = sum(1 for c in app_calls if c.our_index is not None)
         apart.append(f"{ref_app}/{our_app} application calls")
+    notes = len(report.application) - len(app_calls)
+    if notes:
+        apart.append(f"the options of {notes} hand attach(es)")
     aside = f"; apart (reference/ours): {', '.join(apart)}" if apart else ""
     print(f"parity: {report.matched} calls identical after normalisation "
           f"(docs/parity.md){aside}", file=out)
@@ -123,12 +127,17 @@ def _print_application(report: ParityReport, out: TextIO) -> None:
     calls = report.application
     if not calls:
         return
-    both = sum(1 for c in calls if c.reference_index is not None and c.our_index is not None)
-    mine = sum(1 for c in calls if c.reference_index is None)
-    print(f"parity: application section ({len(calls)} call(s), not loader differences; "
-          f"{both} made by both, {mine} by ours only):", file=out)
+    own = [c for c in calls if not getattr(c, "note", "")]
+    both = sum(1 for c in own if c.reference_index is not None and c.our_index is not None)
+    mine = sum(1 for c in own if c.reference_index is None)
+    options = len(calls) - len(own)
+    aside = f"; the options of {options} hand attach(es)" if options else ""
+    print(f"parity: application section ({len(own)} call(s), not loader differences; "
+          f"{both} made by both, {mine} by ours only{aside}):", file=out)
     for c in calls[:_MAX_APPLICATION]:
-        if c.reference_index is not None and c.our_index is not None:
+        if getattr(c, "note", ""):
+            side = c.note
+        elif c.reference_index is not None and c.our_index is not None:
             side = "both, identical" if c.identical else "both, not identical"
         else:
             side = "reference only" if c.our_index is None else "ours only"

@@ -33,6 +33,15 @@ _MAP_FIXED = 0x10
 _AUTO_LINK_TYPES = frozenset(enum_values("bpf_attach_type").get("BPF_" + n, -1) for n in (
     "PERF_EVENT", "TRACE_FENTRY", "TRACE_FEXIT", "MODIFY_RETURN", "LSM_MAC", "TRACE_RAW_TP",
     "TRACE_ITER", "TRACE_KPROBE_MULTI", "TRACE_UPROBE_MULTI", "TRACE_KPROBE_SESSION"))
+_TRACE_ITER = enum_values("bpf_attach_type").get("BPF_TRACE_ITER", -1)
+# LINK_CREATE options libbpf 1.1.2's auto-attach never passes, by attach type, with the
+# value the auto-attach passes instead: attach_iter() calls
+# bpf_program__attach_iter(prog, NULL), so no link_info (iter_info, iter_info_len and
+# the bytes behind it). (where, field) -> the auto-attach's value (None: absent).
+_HAND_OPTIONS: dict[int, dict[tuple[str, str], Any]] = {
+    _TRACE_ITER: {("fields", "iter_info"): 0, ("fields", "iter_info_len"): 0,
+                  ("in", "iter_info"): None},
+}
 # The maps of libbpf's USDT manager (usdt.c: __bpf_usdt_specs, __bpf_usdt_ip_to_spec_id,
 # as the kernel truncates their names).
 _USDT_MAP_PREFIX = "map:__bpf_usdt"
@@ -54,6 +63,11 @@ class Sections:
     of: list[str]
     visits: list[Visit]
     load_end: int  # index of the last call of bpf_object__load() and its skeleton mmaps
+    # Attach calls the application made by hand with options libbpf's auto-attach never
+    # passes (attach_options), of a program it attached no other way: compared with an
+    # auto-attach as the auto-attach would make them (as_auto_attach); the options are
+    # shown apart. Marked in a reference trace only.
+    hand_options: list[int] = field(default_factory=list)
 
     def indices(self, *names: str) -> list[int]:
         return [i for i, s in enumerate(self.of) if s in names]
@@ -62,6 +76,41 @@ class Sections:
     def foreign(self) -> int:
         """How many foreign BTF objects the walk went over."""
         return sum(1 for v in self.visits if v.kind == FOREIGN)
+
+
+def attach_options(item: dict[str, Any]) -> dict[str, Any]:
+    """The options of a LINK_CREATE that libbpf 1.1.2's auto-attach never passes for
+    its attach type (``_HAND_OPTIONS``: a BPF_TRACE_ITER link with iter_info, which
+    only a bpf_program__attach_iter() with opts makes), as ``where.field`` -> value;
+    empty when the call carries none of them (the auto-attach's own call)."""
+    if item.get("cmd") != "BPF_LINK_CREATE":
+        return {}
+    options = _HAND_OPTIONS.get((item.get("fields") or {}).get("attach_type"), {})
+    found = {f"{where}.{name}": (item.get(where) or {}).get(name)
+             for where, name in options}
+    if all(found[f"{where}.{name}"] in (default, None) for (where, name), default
+           in options.items()):
+        return {}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def as_auto_attach(item: dict[str, Any]) -> dict[str, Any]:
+    """A hand attach with options (attach_options) as libbpf's auto-attach of the same
+    program makes it: the options set to what the auto-attach passes, every other
+    field as the call had it."""
+    options = _HAND_OPTIONS.get((item.get("fields") or {}).get("attach_type"), {})
+    out = dict(item)
+    for (where, name), default in options.items():
+        part = dict(out.get(where) or {})
+        if default is None:
+            part.pop(name, None)
+        else:
+            part[name] = default
+        if part:
+            out[where] = part
+        else:
+            out.pop(where, None)
+    return out
 
 
 def _base(label: Any) -> str:
@@ -251,12 +300,17 @@ def _perf_event_programs(items: list[dict[str, Any]], start: int) -> dict[str, A
 
 
 def classify(items: list[dict[str, Any]], probes: list[str | None] | None = None,
-             not_auto_attached: frozenset[str] = frozenset()) -> Sections:
+             not_auto_attached: frozenset[str] = frozenset(), *,
+             reference: bool = False) -> Sections:
     """The section of each normalised call (docs/parity.md, "Sections").
     ``not_auto_attached``: names of the object's programs libbpf's skeleton attach never
     attaches (bpfreplay.loader.auto_attach, from the object's spec): an attach of one
     of them (its perf event, LINK_CREATE, SET_BPF, ENABLE; its RAW_TRACEPOINT_OPEN) was
-    made by hand, by the application. Given for a reference trace only."""
+    made by hand, by the application. Given for a reference trace only.
+    ``reference``: mark the attaches the application made by hand with options libbpf's
+    auto-attach never passes (Sections.hand_options): the only attach of its program
+    stays an attach, compared without its options; beside another attach of the same
+    program it is the application's."""
     probes = probes if probes is not None else [None] * len(items)
     end = _load_end(items, probes)
     of = [LOAD] * len(items)
@@ -293,7 +347,31 @@ def classify(items: list[dict[str, Any]], probes: list[str | None] | None = None
             following = of[i] if of[i] in (ATTACH, APPLICATION) else ATTACH
         else:
             of[i] = following
-    return Sections(of, visits, end)
+    sections = Sections(of, visits, end)
+    if reference:
+        _mark_hand_options(items, sections)
+    return sections
+
+
+def _mark_hand_options(items: list[dict[str, Any]], sections: Sections) -> None:
+    """A LINK_CREATE of the attach section carrying options libbpf's auto-attach never
+    passes was made by the application (bpf_program__attach_iter() with opts). When it
+    is its program's only attach, it stands where the skeleton's attach of that
+    program would: kept in the attach section, its options marked to be shown apart
+    (of several such attaches, the first). Beside an attach of the same program
+    without options, the skeleton's, it is an application call."""
+    attaches: dict[Any, list[int]] = {}
+    for i in range(sections.load_end + 1, len(items)):
+        item = items[i]
+        if sections.of[i] == ATTACH and item.get("cmd") in ("BPF_LINK_CREATE",
+                                                            "BPF_RAW_TRACEPOINT_OPEN"):
+            attaches.setdefault(_base(item["fields"].get("prog_fd")), []).append(i)
+    for calls in attaches.values():
+        hand = [i for i in calls if attach_options(items[i])]
+        if hand and len(hand) == len(calls):  # no attach without options: the first
+            sections.hand_options.append(hand.pop(0))  # stands for the skeleton's
+        for i in hand:
+            sections.of[i] = APPLICATION
 
 
 def _after_load(items: list[dict[str, Any]], i: int, probes: list[str | None],

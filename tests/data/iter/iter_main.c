@@ -7,8 +7,11 @@
  * read() returns 0, closes that fd; at the end it destroys the skeleton. That is the
  * sequence of libbpf-bootstrap's task_iter application. What an iterator wrote goes
  * to stdout, or with DIR to the file DIR/<program name>.
+ * With --by-hand it attaches the iterator programs itself instead of the skeleton
+ * attach, as upstream's task_iter does: bpf_program__attach_iter() with a zeroed
+ * union bpf_iter_link_info as link_info (an iterator option the skeleton never passes).
  *
- *   usage: X_iter [DIR]    (exit 0 when every iterator was read to its end) */
+ *   usage: X_iter [--by-hand] [DIR]    (exit 0 when every iterator was read to its end) */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -55,9 +58,33 @@ static FILE *output(const char *dir, const char *name)
 	return fopen(path, "wb");
 }
 
+/* Each iterator program attached with a zeroed link_info, its link kept in the
+ * skeleton (destroy detaches it). */
+static int attach_by_hand(struct bpf_object_skeleton *s)
+{
+	union bpf_iter_link_info linfo;
+	LIBBPF_OPTS(bpf_iter_attach_opts, opts);
+	int i;
+
+	memset(&linfo, 0, sizeof(linfo));
+	opts.link_info = &linfo;
+	opts.link_info_len = sizeof(linfo);
+	for (i = 0; i < s->prog_cnt; i++) {
+		struct bpf_prog_skeleton *p = &s->progs[i];
+
+		if (bpf_program__expected_attach_type(*p->prog) != BPF_TRACE_ITER)
+			continue;
+		*p->link = bpf_program__attach_iter(*p->prog, &opts);
+		if (!*p->link)
+			return -errno;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	const char *dir = argc > 1 ? argv[1] : NULL;
+	int by_hand = argc > 1 && !strcmp(argv[1], "--by-hand");
+	const char *dir = argc > 1 + by_hand ? argv[1 + by_hand] : NULL;
 	struct SKEL *skel = FN(open)();
 	int err, i;
 
@@ -67,7 +94,7 @@ int main(int argc, char **argv)
 	}
 	err = FN(load)(skel);
 	if (!err)
-		err = FN(attach)(skel);
+		err = by_hand ? attach_by_hand(skel->skeleton) : FN(attach)(skel);
 	if (err) {
 		fprintf(stderr, "iter_main: load/attach failed: %d\n", err);
 		FN(destroy)(skel);
