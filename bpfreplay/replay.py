@@ -68,7 +68,12 @@ def run(args: argparse.Namespace) -> int:
     path = args.object
     if not os.path.exists(path):
         raise LoaderError(f"opening {path}: no such file")
-    spec = load_spec(path, name=args.name or skeleton_name(path))
+    try:
+        spec = load_spec(path, name=args.name or skeleton_name(path))
+    except LoaderError as e:
+        if args.compare is None:
+            raise
+        return _compare_failed_open(path, args, e)
     reference = None
     if args.compare is not None:
         # Before our load: the reference's globals are ours to take (no --set), and a
@@ -337,8 +342,10 @@ def _trace_exit_code(path: str) -> int | None:
         for record in trace.records():
             if record["type"] == "process" and pid is None:
                 pid = record.get("pid")
-            elif record["type"] == "exit" and record.get("pid") == pid:
+            elif record["type"] == "exit" and (record.get("pid") == pid or pid is None):
+                # (a program that made no call has no process record: its exit is first)
                 code = record.get("code")
+                pid = record.get("pid") if pid is None else pid
     return code if isinstance(code, int) else None
 
 
@@ -353,14 +360,33 @@ def _trace_program(path: str) -> str | None:
     return exe if exe and os.path.isfile(exe) else None
 
 
+def _compare_failed_open(path: str, args: argparse.Namespace, error: LoaderError) -> int:
+    """Our open of the object failed (bpf_object__open's work: no syscall made): the
+    reference may fail the same way, so it is recorded and compared all the same, with
+    an empty trace of ours."""
+    print(f"bpfreplay: error: {error}", file=sys.stderr)
+    print("bpfreplay: our open failed; comparing it with the reference", file=sys.stderr)
+    reference = _reference(path, args)
+    if reference is None:
+        return 130
+    from bpfreplay.recording.self_trace import SelfTracer
+
+    ours = args.save_trace or os.path.join(tempfile.mkdtemp(prefix="bpfreplay-"),
+                                           "python.mp")
+    SelfTracer(ours, comment=f"bpfreplay run {path} (open failed: {error})").close()
+    return _compare(reference, args, ours, failed=True, object_path=None)
+
+
 def _compare(reference: _Reference, args: argparse.Namespace, ours: str, *,
-             failed: bool) -> int:
+             failed: bool, object_path: str | None = "") -> int:
     """Print the parity report; exit status 0 (full parity of a working load), 3 (parity
     of a failed load: both failed at the same call, same errno and log) or 1."""
     from bpfreplay.compare import compare_traces
     from bpfreplay.parity_report import print_report
 
-    report = compare_traces(reference.trace, ours, object_path=args.object)
+    if object_path == "":
+        object_path = args.object
+    report = compare_traces(reference.trace, ours, object_path=object_path)
     print_report(report, reference.trace, ours)
     if args.save_trace is None:
         _remove(ours)

@@ -31,6 +31,7 @@ class CorpusObject:
     globals: tuple[str, ...] = ()  # NAME=pid set before load (refload -s, run --set)
     pins: tuple[str, ...] = ()  # pin names under PIN_ROOT, removed before and after
     pending: str | None = None  # a feature another change is still building
+    opens: bool = True  # False: libbpf refuses it at open, before any call (refload exits 2)
 
     @property
     def make_dir(self) -> Path:
@@ -130,6 +131,9 @@ CORPUS: tuple[CorpusObject, ...] = (
     _own("probe_read_unused", "bpf_probe_read_kernel/user only in a .text function no "
          "program calls and in a program not autoloaded (libbpf still asks the "
          "probe_read_kern probe)"),
+    _own("open_fails", "an extern function with no known section: libbpf refuses it at "
+         "open, before any call, and so do we (compared: both traces empty)",
+         expect=FAILED_PARITY, opens=False),
     _own("partial_attach", "a tracepoint attached, then a uprobe on a missing function "
          "failing in libbpf's ELF lookup; destroy detaches the first",
          expect=FAILED_PARITY),
