@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -145,9 +144,9 @@ class Recorder:
                 raise RecordError(f"starting {self.options.argv[0]}: "
                                   f"{_exec_failure(path, setup_error)}; no trace written")
         finally:
-            self._end_session(old_handlers)
             if failed_exec:
-                _remove_trace(self.options.output)
+                self.writer.discard()
+            self._end_session(old_handlers)
         return self._result()
 
     def _run_attached(self) -> RecordResult:
@@ -172,6 +171,8 @@ class Recorder:
                 except TaskGone:
                     continue
                 except OSError as e:
+                    if not self.tasks:  # nothing recorded: no header-only trace left
+                        self.writer.discard()
                     raise RecordError(f"attaching to pid {pid}: {e.strerror} (ptrace needs "
                                       "root or CAP_SYS_PTRACE, and Yama may forbid it)") from e
                 self.tasks[task] = process
@@ -542,16 +543,6 @@ def _exec_failure(path: str, error: str) -> str:
         if not interpreter or not os.path.exists(interpreter):
             return f"{error} (its #! interpreter {interpreter!r} was not found)"
     return error
-
-
-def _remove_trace(path: str) -> None:
-    """A program that could not start leaves no header-only trace behind (a device
-    such as /dev/null is left alone)."""
-    try:
-        if stat.S_ISREG(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
 
 
 def _resolve_program(program: str) -> str:
