@@ -4,11 +4,9 @@ cases, clean errors, max seconds per case, peak RSS)."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -34,8 +32,4 @@ def seeds(tmp_path_factory) -> list[harness.Seed]:
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
-    report = os.environ.get("BPFREPLAY_FUZZ_REPORT")
-    if report and harness.STATS:
-        figures = {name: s.figures() for name, s in harness.STATS.items()}
-        figures["_exitstatus"] = int(exitstatus)
-        Path(report).write_text(json.dumps(figures, indent=2) + "\n")
+    harness.dump_figures(int(exitstatus))

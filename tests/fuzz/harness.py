@@ -73,8 +73,8 @@ FIELDS = ["type", "index", "pid", "tid", "syscall", "cmd", "size", "attr", "attr
 @dataclass
 class Seed:
     name: str
-    data: bytes
-    objects: list[Any] = field(default_factory=list)
+    data: bytes = field(repr=False)
+    objects: list[Any] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.objects = list(msgpack.Unpacker(io.BytesIO(self.data), raw=False,
@@ -120,7 +120,9 @@ def _structural(draw: st.DrawFn, seed: Seed) -> bytes:
                                        "duplicate", "drop", "swap", "raw", "replace"]))
         target = objects[i]
         if action == "set" and isinstance(target, dict):
-            key = draw(st.sampled_from(FIELDS) | st.sampled_from(sorted(target, key=str)))
+            keys = sorted(target, key=str)
+            key = draw(st.sampled_from(FIELDS) | st.sampled_from(keys) if keys
+                       else st.sampled_from(FIELDS))
             target[key] = draw(VALUES)
             packed[i] = None
         elif action == "delete" and isinstance(target, dict) and target:
@@ -241,6 +243,21 @@ def case(harness: str, what: str = ""):
         stats.cases += 1
         if elapsed > stats.max_seconds:
             stats.max_seconds, stats.slowest = elapsed, what
+        if stats.cases % 500 == 0:
+            dump_figures()
+
+
+def dump_figures(exitstatus: int | None = None) -> None:
+    """The figures so far into BPFREPLAY_FUZZ_REPORT (every 500 cases and at the end)."""
+    import json
+
+    report = os.environ.get("BPFREPLAY_FUZZ_REPORT")
+    if not report or not STATS:
+        return
+    figures: dict[str, Any] = {name: s.figures() for name, s in STATS.items()}
+    if exitstatus is not None:
+        figures["_exitstatus"] = exitstatus
+    Path(report).write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def write(directory: Path, name: str, data: bytes) -> Path:
