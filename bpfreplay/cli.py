@@ -100,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BpfReplayError as e:
         if args.debug:
             raise
-        print(f"bpfreplay: error: {e}", file=sys.stderr)
+        from bpfreplay.decode.terminal import escape_lines
+
+        print(f"bpfreplay: error: {escape_lines(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nbpfreplay: interrupted", file=sys.stderr)

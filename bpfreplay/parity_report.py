@@ -49,6 +49,9 @@ def outcome_line(report: ParityReport) -> str:
 
 def print_report(report: ParityReport, reference: str, ours: str,
                  out: TextIO = sys.stdout) -> None:
+    from bpfreplay.decode.terminal import EscapingWriter
+
+    out = EscapingWriter(out)  # type: ignore[assignment]  # names and logs from the traces
     print(f"parity: reference {reference} ({report.reference_calls} calls) vs. "
           f"ours {ours} ({report.our_calls} calls)", file=out)
     apart = []

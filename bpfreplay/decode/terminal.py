@@ -32,3 +32,23 @@ def escape_control(text: str) -> str:
     if _UNSAFE.search(text) is None:
         return text
     return _UNSAFE.sub(_escape_one, text)
+
+
+def escape_lines(text: str) -> str:
+    """``text`` escaped line by line: its own newlines kept, every other control
+    character escaped (for messages of several lines)."""
+    return "\n".join(escape_control(line) for line in text.split("\n"))
+
+
+class EscapingWriter:
+    """A text stream that escapes control characters (newlines kept) before writing:
+    for reports that print names and logs taken from a trace."""
+
+    def __init__(self, out) -> None:  # noqa: ANN001 - any TextIO
+        self._out = out
+
+    def write(self, text: str) -> int:
+        return self._out.write(escape_lines(text))
+
+    def flush(self) -> None:
+        self._out.flush()
