@@ -12,6 +12,7 @@ import pytest
 
 from bpfreplay.errors import LoaderError
 from bpfreplay.loader.spec import load_spec
+from tests.conftest import _built
 
 ROOT = Path(__file__).resolve().parent.parent
 UPROBE = ROOT / "tests/data/run/build/uprobe.bpf.o"
@@ -21,9 +22,7 @@ STT_OBJECT = 1
 
 
 def _need(path: Path) -> bytes:
-    if not path.exists():
-        pytest.skip(f"{path} not built (make testprogs)")
-    return path.read_bytes()
+    return _built(path, path.parent.parent).read_bytes()  # its folder's Makefile
 
 
 def _section_headers(data: bytes) -> list[tuple[int, int, str, int, int]]:
