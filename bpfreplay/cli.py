@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_arguments(exp)
     exp.set_defaults(handler=explain.run)
 
-    from bpfreplay import replay
+    from bpfreplay import run as run_command
 
     run = commands.add_parser(
         "run", help="load and attach an eBPF object with the Python loader",
@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "down on Ctrl-C or after --duration. With --compare, check that the loader made "
         "the same calls as the C reference built on libbpf.",
     )
-    replay.add_arguments(run)
-    run.set_defaults(handler=replay.run)
+    run_command.add_arguments(run)
+    run.set_defaults(handler=run_command.run)
 
     from bpfreplay import compare_command
 

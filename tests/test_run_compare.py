@@ -255,10 +255,10 @@ def test_interrupted_load_exits_130_a_stream_ended_by_ctrl_c_exits_0(monkeypatch
     def interrupted_stream(obj, duration):  # noqa: ANN001, ANN202
         raise KeyboardInterrupt
 
-    from bpfreplay import replay
+    from bpfreplay import run as run_command
 
     monkeypatch.setattr(attach, "attach_all", attach_then_interrupt)
-    monkeypatch.setattr(replay, "_stream", interrupted_stream)
+    monkeypatch.setattr(run_command, "_stream", interrupted_stream)
     assert cli.main(["run", str(minimal_object), "--duration", "5"]) == 0
     assert calls[-1].closed and calls[-1].links == []
 
