@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the reference's program")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print the whole verifier log on failure")
+    from bpfreplay import run_attach
+
+    run_attach.add_arguments(parser)
 
 
 @contextlib.contextmanager
@@ -163,6 +166,9 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
             load(obj, LoadOptions())
             step = "attach"
             notes = attach_all(obj)
+            from bpfreplay.run_attach import attach_requested
+
+            attach_requested(obj, args)
         except LoaderError as e:
             if isinstance(e, ProgramLoadError):
                 _print_verifier_failure(e, args.verbose)

@@ -1,5 +1,6 @@
 """The one place where bpfreplay issues the syscalls that make and use BPF objects:
-bpf(), perf_event_open(), ioctl(), mmap()/munmap(), close() and read() (of iterators).
+bpf(), perf_event_open(), ioctl(), mmap()/munmap(), close(), read() (of iterators) and
+setsockopt() (SO_ATTACH_BPF).
 
 Every call passes through ``syscall()``, which
 
@@ -151,6 +152,13 @@ def munmap(address: int, length: int) -> None:
 
 def close(fd: int) -> None:
     syscall(nr.CLOSE, fd)
+
+
+def setsockopt(fd: int, level: int, optname: int, value: bytes) -> None:
+    """setsockopt(fd, level, optname, &value, len(value)): SO_ATTACH_BPF of a socket
+    filter is one (``bpfreplay record`` records it, so our own trace holds it too)."""
+    buf = ctypes.create_string_buffer(value, len(value))
+    syscall(nr.SETSOCKOPT, fd, level, optname, ctypes.addressof(buf), len(value))
 
 
 _NR_READ = 0  # x86_64; not in recording.syscalls: the recorder does not stop on read()
