@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""The kernel matrix (`make test-kernels`): for each Debian kernel, one qemu boot
+(run-in-kernel.sh) that runs guest-matrix.sh there — the demo (libbpf's reference
+recorded in the guest, then `bpfreplay run --compare` against it), the host's fresh
+recording replayed in the guest and the kernel-facing tests — then, on the host, the
+guest's recording replayed here. Prints one table: kernel x tests x demo parity x
+replays. Exit status 0 when every cell passed (a replay that reports differences is
+an answer, not a failure; a replay that cannot run is), 1 otherwise.
+
+    usage: tools/kernel-matrix/matrix.py [--kernels "5.10 6.1 6.12"] [--out DIR]
+                                         [--tests FILE...] [--timeout S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+BIN = ROOT / ".venv" / "bin"
+REFERENCE = ROOT / "reference" / "libbpf-bootstrap" / "minimal"
+
+# The kernel-facing tests: the files whose tests load, attach or record on the running
+# kernel (tests/conftest.py's require_kernel); test_kernel_matrix.py boots qemu itself
+# and test_corpus.py runs the corpus (run separately: tools/parity_table.py).
+KERNEL_FACING = (
+    "test_btf_sanitize", "test_compare_hand_attach", "test_compare_hand_options",
+    "test_compare_rules", "test_compare_slots", "test_compare_unions", "test_compare_walk",
+    "test_decode_attrs", "test_disasm", "test_iter", "test_kprobe_multi", "test_lineinfo",
+    "test_loader_spec", "test_module_btf", "test_pinning", "test_probes", "test_record",
+    "test_record_capture", "test_run", "test_run_compare", "test_struct_ops", "test_sys",
+    "test_uapi", "test_unknown_section", "test_usdt",
+)
+REPLAY_UNAVAILABLE = "replay not available"
+
+
+@dataclass
+class Row:
+    kernel: str
+    release: str = "?"
+    tests: str = "not run"
+    demo: str = "not run"
+    replay_in_guest: str = "not run"
+    replay_on_host: str = "not run"
+    seconds: float = 0.0
+    ok: bool = False
+
+
+def replay_available() -> bool:
+    """`bpfreplay replay` exists in this checkout (it lands separately)."""
+    result = subprocess.run([str(BIN / "bpfreplay"), "replay", "--help"],
+                            capture_output=True, text=True)
+    return result.returncode == 0
+
+
+def read_rc(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def tests_cell(out: Path) -> tuple[str, bool]:
+    """'P passed, F failed, S skipped' from pytest's junit XML."""
+    try:
+        suite = ET.parse(out / "tests.xml").getroot()
+    except (OSError, ET.ParseError):
+        return "no result", False
+    if suite.tag == "testsuites":
+        suite = suite[0]
+    total, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
+    failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+    cell = f"{total - failed - skipped} passed, {failed} failed, {skipped} skipped"
+    return cell, failed == 0 and read_rc(out / "tests.rc") == 0
+
+
+def demo_cell(out: Path) -> tuple[str, bool]:
+    """The parity verdict of run --compare (exit 0: parity; the report's call count)."""
+    rc = read_rc(out / "demo.rc")
+    if rc is None:
+        return "no result", False
+    text = (out / "demo.txt").read_text(errors="replace")
+    calls = re.search(r"^parity: (\d+) calls identical", text, re.M)
+    if rc == 0 and re.search(r"FULL PARITY", text):
+        return f"full parity ({calls.group(1)} calls)" if calls else "full parity", True
+    diffs = re.search(r"^parity: (\d+) difference\(s\)", text, re.M)
+    return (f"{diffs.group(1)} difference(s)" if diffs else f"exit {rc}"), False
+
+
+def replay_cell(text: str, rc: int | None) -> tuple[str, bool]:
+    """The replay's summary: same/different/skipped counts; exit 1 (differences) is
+    an answer, 2 (cannot replay) or anything else a failure."""
+    if rc is None:
+        return "no result", False
+    summary = re.search(r"(\d+) same, (\d+) different(?:, (\d+) skipped)?", text)
+    counts = (f"{summary.group(1)} same, {summary.group(2)} different"
+              + (f", {summary.group(3)} skipped" if summary.group(3) else "")
+              if summary else "")
+    if rc in (0, 1) and counts:
+        return counts, True
+    return f"exit {rc}" + (f" ({counts})" if counts else ""), False
+
+
+def run_guest(kernel: str, out: Path, host_trace: Path, tests: list[str], timeout: int,
+              env: dict[str, str]) -> int:
+    command = [str(HERE / "run-in-kernel.sh"), "--mem", "2G", "--timeout", str(timeout),
+               "--rw", str(out.parent), kernel, "--"]
+    if env.get("BPFREPLAY_REQUIRE_KERNEL") == "1":
+        command += ["env", "BPFREPLAY_REQUIRE_KERNEL=1"]
+    command += [str(HERE / "guest-matrix.sh"), str(out), str(host_trace), *tests]
+    return subprocess.run(command, cwd=ROOT).returncode
+
+
+def matrix_row(kernel: str, base: Path, host_trace: Path, tests: list[str], timeout: int,
+               replay: bool) -> Row:
+    row = Row(kernel)
+    out = base / kernel
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.iterdir():
+        stale.unlink()
+    print(f"=== Debian {kernel}: one boot (demo, replay of the host's trace, tests)",
+          flush=True)
+    start = time.monotonic()
+    guest_rc = run_guest(kernel, out, host_trace, tests, timeout, dict(os.environ))
+    row.release = (out / "kernel").read_text().strip() if (out / "kernel").exists() \
+        else f"no boot (exit {guest_rc})"
+    row.tests, tests_ok = tests_cell(out)
+    row.demo, demo_ok = demo_cell(out)
+    replays_ok = True
+    if not replay:
+        row.replay_in_guest = row.replay_on_host = REPLAY_UNAVAILABLE
+    else:
+        text = (out / "replay.txt").read_text(errors="replace") \
+            if (out / "replay.txt").exists() else ""
+        row.replay_in_guest, in_ok = replay_cell(text, read_rc(out / "replay.rc"))
+        if (out / "guest.mp").exists():
+            print(f"=== host: bpfreplay replay of the trace recorded on {kernel}", flush=True)
+            result = subprocess.run([str(BIN / "bpfreplay"), "replay", str(out / "guest.mp")],
+                                    capture_output=True, text=True, cwd=ROOT)
+            (out / "replay-on-host.txt").write_text(result.stdout + result.stderr)
+            print(result.stdout[-3000:] + result.stderr[-2000:], flush=True)
+            row.replay_on_host, host_ok = replay_cell(result.stdout + result.stderr,
+                                                      result.returncode)
+        else:
+            row.replay_on_host, host_ok = "no guest trace", False
+        replays_ok = in_ok and host_ok
+    row.seconds = time.monotonic() - start
+    row.ok = tests_ok and demo_ok and replays_ok
+    return row
+
+
+def print_table(rows: list[Row], host_release: str) -> None:
+    header = ("kernel", "tests", "demo parity", "host trace replayed there",
+              f"its trace replayed on the host ({host_release})", "time")
+    lines = [(f"{r.kernel} ({r.release})", r.tests, r.demo, r.replay_in_guest,
+              r.replay_on_host, f"{r.seconds:.0f} s") for r in rows]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
+    fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
+    print(fmt.format(*header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for line in lines:
+        print(fmt.format(*line))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kernels", default="5.10 6.1 6.12")
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "kernel-matrix")
+    parser.add_argument("--tests", nargs="*", default=None,
+                        help="test files for the guests (default: the kernel-facing ones)")
+    parser.add_argument("--timeout", type=int, default=1200, help="per guest, seconds")
+    args = parser.parse_args()
+    tests = args.tests if args.tests is not None else \
+        [f"tests/{name}.py" for name in KERNEL_FACING]
+    base = args.out.resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    host_trace = base / "host.mp"
+    replay = replay_available()
+    print("=== host: the reference minimal recorded for the guests' replays", flush=True)
+    recorded = subprocess.run([str(BIN / "bpfreplay"), "record", "-o", str(host_trace),
+                               "--", str(REFERENCE), "2"], capture_output=True, text=True)
+    if recorded.returncode != 0:
+        print(recorded.stdout + recorded.stderr, file=sys.stderr)
+        print("kernel-matrix: recording the reference on the host failed", file=sys.stderr)
+        return 1
+    rows = [matrix_row(k, base, host_trace, tests, args.timeout, replay)
+            for k in args.kernels.split()]
+    print()
+    print_table(rows, os.uname().release)
+    print(f"(reports under {base}/KERNEL/)")
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
