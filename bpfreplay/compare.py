@@ -492,6 +492,10 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int,
                 ret = label
         elif syscall == "munmap":
             item["args"] = {"addr": objects.mappings.pop(args[0], ADDRESS), "length": args[1]}
+        elif syscall == "setsockopt":
+            item["args"], optval = _setsockopt(record, objects)
+            if optval is not None:
+                item["in"] = {"optval": optval}
         else:
             item["args"] = [objects.name(_s32(a)) for a in args[:3]]
             if ret is not None and ret >= 0 and objects.step.created is not None:
@@ -502,6 +506,29 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int,
             item["probe"] = probes[position]
         out.append(item)
     return out
+
+
+SOCKET = "<socket>"
+_SOL_SOCKET, _SO_ATTACH_BPF = 1, 50
+
+
+def _setsockopt(record: dict[str, Any], objects: _Objects) -> tuple[dict[str, Any], Any]:
+    """setsockopt(SO_ATTACH_BPF/SO_DETACH_BPF) (the only ones recorded): the socket,
+    which no recorded call made (socket() is not recorded) and whose number depends on
+    what else the process has open, becomes ``<socket>`` (rule 1 for an fd that names
+    no BPF object); the optval of SO_ATTACH_BPF, a program fd, becomes the program it
+    names; level, optname, optlen and any other optval bytes are compared as they are."""
+    args = record.get("args", [0] * 6)
+    fd = objects.name(_s32(args[0]))
+    level, optname = args[1] & 0xFFFFFFFF, args[2] & 0xFFFFFFFF
+    shown = {"fd": SOCKET if isinstance(fd, int) else fd, "level": level,
+             "optname": optname, "optlen": args[4] & 0xFFFFFFFF}
+    raw = (record.get("in") or {}).get("optval")
+    if not isinstance(raw, bytes | bytearray):
+        return shown, None
+    if level == _SOL_SOCKET and optname == _SO_ATTACH_BPF and len(raw) == 4:
+        return shown, objects.name(int.from_bytes(raw, "little", signed=True))
+    return shown, bytes(raw).hex()
 
 
 def _s32(value: int) -> int:

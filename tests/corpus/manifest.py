@@ -166,6 +166,37 @@ CORPUS: tuple[CorpusObject, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class RuntimeApp:
+    """A corpus object's application of our own, doing after the load what the upstream
+    libbpf-bootstrap example's does (tests/test_runtime_parity.py), and the `bpfreplay
+    run` options that do the same; "{dev}" stands for the test's veth device."""
+
+    name: str  # the test's name for it
+    obj: str  # the corpus object (CorpusObject.name)
+    app: Path
+    app_args: tuple[str, ...]
+    run_options: tuple[str, ...]
+    network: bool  # needs the test's network namespace
+    # what its own calls are, in the application section, as the report names them
+    calls: tuple[str, ...]
+
+
+RUNTIME_APPS: tuple[RuntimeApp, ...] = (
+    RuntimeApp("sockfilter", "sockfilter", BUILD / "sockfilter_app", ("{dev}",),
+               ("--socket", "{dev}"), True, ("setsockopt",)),
+    RuntimeApp("tc", "tc", BUILD / "tc_app", ("{dev}", "ingress"), ("--tc", "{dev}:ingress"),
+               True, ("bpf BPF_OBJ_GET_INFO_BY_FD",)),
+    RuntimeApp("tc-egress", "tc", BUILD / "tc_app", ("{dev}", "egress"), ("--tc", "{dev}:egress"),
+               True, ("bpf BPF_OBJ_GET_INFO_BY_FD",)),
+    # per online CPU: the event, the link and its enable; the perf_link probe on the
+    # first; per CPU at the end: the disable and the two closes of bpf_link__destroy()
+    RuntimeApp("profile", "profile", BUILD / "profile_app", ("97",),
+               ("--perf-event", "cpu-clock:97"), False,
+               ("perf_event_open", "bpf BPF_LINK_CREATE", "ioctl", "close")),
+)
+
+
 def by_name(name: str) -> CorpusObject:
     return next(o for o in CORPUS if o.name == name)
 

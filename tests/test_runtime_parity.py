@@ -1,0 +1,143 @@
+"""Runtime parity of the corpus's sockfilter, tc and profile objects (issue 11 item 6):
+each has a C application of our own (tests/corpus/*_app.c on the system libbpf) doing
+what the upstream libbpf-bootstrap example's does after the load; its recording and
+`bpfreplay run` with the matching attach option are at full parity, and every call of
+the application section (SO_ATTACH_BPF; bpf_tc_attach()'s program info; the perf
+events, links, probe, enables and their teardown) is made by both, identically.
+
+What the parity cannot see: netlink (the qdisc, the filter) and the raw socket's
+socket()/bind() are no calls the recorder records. The tc filter and qdisc our run
+makes are compared here with the C application's instead, as `tc` shows them."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bpfreplay.compare import compare_calls, normalise, read_normalised
+from bpfreplay.loader.attach_perf_event import sampling_cpus
+from tests.conftest import _built, require_kernel, require_tool
+from tests.corpus.manifest import CORPUS_DIR, RUNTIME_APPS, RuntimeApp, by_name
+from tests.netns import BPFREPLAY, Namespace, Running, veth_namespace
+
+APP_LINE = re.compile(r"^    \[reference #\d+, ours #\d+\] (.*) \((.*)\)$", re.M)
+
+
+@pytest.fixture(scope="module")
+def apps() -> None:
+    require_kernel()
+    require_tool("tc")
+    for app in RUNTIME_APPS:
+        _built(app.app, CORPUS_DIR)
+        _built(by_name(app.obj).path, CORPUS_DIR)
+
+
+def _record_and_run(app: RuntimeApp, work: Path, ns: Namespace | None) -> dict:
+    """`bpfreplay record` of the C application (2 s, then SIGINT), then `bpfreplay run
+    OBJ OPTIONS --compare REF --save-trace OURS`, both in the namespace if it needs one."""
+    dev = ns.receiver if ns else ""
+    ref, ours = work / f"{app.name}-ref.mp", work / f"{app.name}-ours.mp"
+
+    def command(argv: list[str]) -> list[str]:
+        return ns.command(argv) if ns else argv
+
+    recorded = subprocess.run(command([*BPFREPLAY, "record", "-o", str(ref), "--duration",
+                                       "2", "--", str(app.app),
+                                       *(a.format(dev=dev) for a in app.app_args)]),
+                              capture_output=True, text=True, timeout=120)
+    assert recorded.returncode == 0, recorded.stderr[-3000:]
+    obj = by_name(app.obj).path
+    ran = subprocess.run(command([*BPFREPLAY, "run", str(obj),
+                                  *(o.format(dev=dev) for o in app.run_options),
+                                  "--duration", "1", "--compare", str(ref),
+                                  "--save-trace", str(ours)]),
+                         capture_output=True, text=True, timeout=120)
+    return {"status": ran.returncode, "report": ran.stdout, "stderr": ran.stderr,
+            "ref": ref, "ours": ours}
+
+
+@pytest.mark.parametrize("app", RUNTIME_APPS, ids=lambda a: a.name)
+def test_application_calls_at_parity(apps, app, tmp_path):
+    if app.network:
+        with veth_namespace() as ns:
+            result = _record_and_run(app, tmp_path, ns)
+    else:
+        result = _record_and_run(app, tmp_path, None)
+    report = result["report"]
+    assert result["status"] == 0, report[-4000:] + result["stderr"][-2000:]
+    assert "FULL PARITY" in report
+    section = re.search(r"application section \((\d+) call\(s\), not loader differences; "
+                        r"(\d+) made by both, (\d+) by ours only", report)
+    assert section, report[-3000:]
+    calls = APP_LINE.findall(report)
+    assert calls and len(calls) == int(section.group(1)) == int(section.group(2))
+    assert all(side == "both, identical" for _, side in calls), calls
+    kinds = {" ".join(call.split()[:2]) if call.startswith("bpf ") else call.split()[0]
+             for call, _ in calls}
+    assert set(app.calls) <= kinds, (app.calls, calls)
+    if app.obj == "profile":
+        opened = [c for c, _ in calls if c.startswith("perf_event_open")]
+        assert len(opened) == len(sampling_cpus())
+
+
+def test_a_different_program_in_so_attach_bpf_is_seen(apps, tmp_path):
+    """The socket's number is masked (`<socket>`), never the program: our setsockopt
+    with a map's fd in its optval instead of the program's is not identical."""
+    app = next(a for a in RUNTIME_APPS if a.name == "sockfilter")
+    with veth_namespace() as ns:
+        result = _record_and_run(app, tmp_path, ns)
+    assert result["status"] == 0, result["report"][-3000:]
+    ref, ours = read_normalised(str(result["ref"])), read_normalised(str(result["ours"]))
+    at = next(i for i, c in enumerate(ours.records) if c["syscall"] == "setsockopt")
+    assert ours.items[at]["args"]["fd"] == "<socket>"
+    assert ours.items[at]["in"] == {"optval": "prog:count_packets#1"}
+    map_fd = next(ours.records[j]["ret"] for j, item in enumerate(ours.items)
+                  if str(item.get("ret")).startswith("map:by_protocol"))
+    calls = [dict(c) for c in ours.records]
+    calls[at] = dict(calls[at], **{"in": {"optval": map_fd.to_bytes(4, "little")}})
+    changed = normalise(calls, ours.pid)
+    report = compare_calls(ref.items, changed)
+    setsockopt = [c for c in report.application if c.call.startswith("setsockopt")]
+    assert [c.identical for c in setsockopt] == [False]
+    assert changed[at]["in"]["optval"].startswith("map:")
+
+
+def _tc_state(ns: Namespace, direction: str) -> dict[str, str]:
+    """What `tc` shows of the receiver's qdiscs and filters, the program's id and the
+    load time it implies taken out (they are the kernel's for each load)."""
+    dev = ns.receiver
+    filters = ns.run(["tc", "filter", "show", "dev", dev, direction])
+    return {"qdisc": ns.run(["tc", "qdisc", "show", "dev", dev]),
+            "filters": re.sub(r"\[\d+\]|\bid \d+", "<id>", filters)}
+
+
+@pytest.mark.parametrize("direction", ["ingress", "egress"])
+def test_tc_filter_and_qdisc_are_the_c_applications(apps, direction):
+    """Netlink is not in the traces: the clsact qdisc and the filter (name, protocol,
+    preference, handle, direct-action, program tag) bpf_tc_attach() made for the C
+    application are what our --tc makes, and both leave the device as it was."""
+    tc_app = next(a for a in RUNTIME_APPS if a.obj == "tc").app
+    obj = by_name("tc").path
+    with veth_namespace() as ns:
+        before = _tc_state(ns, direction)
+        proc = subprocess.Popen(ns.command([str(tc_app), ns.receiver, direction]),
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line.startswith("tc_app: attached"), line
+        theirs = _tc_state(ns, direction)
+        proc.send_signal(2)
+        assert proc.wait(timeout=60) == 0
+        after_theirs = _tc_state(ns, direction)
+        run = Running([str(obj), "--tc", f"{ns.receiver}:{direction}"], ns)
+        try:
+            ours = _tc_state(ns, direction)
+        finally:
+            status, _, err = run.stop()
+        assert status == 0, err[-3000:]
+        assert ours == theirs and "tc_ingress:<id>" in ours["filters"], (ours, theirs)
+        assert "direct-action" in ours["filters"] and "clsact" in ours["qdisc"]
+        assert after_theirs == before == _tc_state(ns, direction)
