@@ -66,6 +66,8 @@ def attach_requested(obj: Any, args: argparse.Namespace) -> None:
         if device:
             option = "--xdp" if attach is attach_net.attach_xdp_link else "--xdp-netlink"
             for prog in _programs(obj, "XDP", option, "XDP"):
+                if prog.spec.expected_attach_type not in (0, attach_net.BPF_XDP):
+                    continue  # xdp/devmap, xdp/cpumap: run from a map, not on a device
                 obj.links.append(attach(obj, prog, device, args.xdp_mode))
     if args.socket:
         for prog in _programs(obj, "SOCKET_FILTER", "--socket", "socket filter"):

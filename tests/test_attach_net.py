@@ -182,6 +182,20 @@ def test_bad_options_are_clear_errors_and_leave_nothing(counters, args, message)
                                           capture_output=True, text=True).stdout
 
 
+def test_an_error_after_an_attach_tears_it_down(counters):
+    """--tc attached, then --socket on a device that does not exist: a clear error, and
+    the filter and the qdisc the tc attach made are gone with the rest."""
+    with veth_namespace() as ns:
+        before = _left_on_device(ns)
+        out = subprocess.run(ns.command([*BPFREPLAY, "run", str(counters), "--tc",
+                                         ns.receiver, "--socket", "nosuchdev0"]),
+                             cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1, out.stderr
+        assert "network device 'nosuchdev0' does not exist" in out.stderr
+        assert "Traceback" not in out.stderr
+        assert _left_on_device(ns) == before
+
+
 def test_object_without_such_program(counters):
     other = _built(ROOT / "tests" / "corpus" / "build" / "minimal.bpf.o",
                    ROOT / "tests" / "corpus")
