@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 BPF_MAP_CREATE = cmd_value("BPF_MAP_CREATE")
 BPF_MAP_UPDATE_ELEM = cmd_value("BPF_MAP_UPDATE_ELEM")
 BPF_MAP_FREEZE = cmd_value("BPF_MAP_FREEZE")
+BPF_MAP_LOOKUP_ELEM = cmd_value("BPF_MAP_LOOKUP_ELEM")
+BPF_MAP_DELETE_ELEM = cmd_value("BPF_MAP_DELETE_ELEM")
+BPF_MAP_GET_NEXT_KEY = cmd_value("BPF_MAP_GET_NEXT_KEY")
 BPF_PROG_LOAD = cmd_value("BPF_PROG_LOAD")
 BPF_BTF_LOAD = cmd_value("BPF_BTF_LOAD")
 BPF_LINK_CREATE = cmd_value("BPF_LINK_CREATE")
@@ -40,6 +43,7 @@ def _offsetofend(cmd: int, field_name: str) -> int:
 MAP_CREATE_SIZE = _offsetofend(BPF_MAP_CREATE, "map_extra")  # 72
 MAP_ELEM_SIZE = _offsetofend(BPF_MAP_UPDATE_ELEM, "flags")  # 32
 MAP_FREEZE_SIZE = _offsetofend(BPF_MAP_FREEZE, "map_fd")  # 4
+MAP_NEXT_KEY_SIZE = _offsetofend(BPF_MAP_GET_NEXT_KEY, "next_key")  # 24
 PROG_LOAD_SIZE = _offsetofend(BPF_PROG_LOAD, "fd_array")  # 128
 PROG_NAME_PROBE_SIZE = _offsetofend(BPF_PROG_LOAD, "prog_name")  # 64
 MEMCG_PROBE_SIZE = _offsetofend(BPF_PROG_LOAD, "attach_btf_obj_fd")  # 116
@@ -222,6 +226,41 @@ def map_update_elem_at(fd: int, key: bytes, value_address: int, flags: int = 0) 
     attr.set("map_fd", fd).set("key", keep.bytes_at(key))
     attr.set("value", value_address).set("flags", flags)
     attr.call()
+
+
+def map_lookup_elem(fd: int, key: bytes, value_size: int, flags: int = 0) -> bytes:
+    """bpf_map_lookup_elem[_flags](): the value (``value_size`` bytes: per-CPU maps
+    give one 8-byte-aligned slot per possible CPU); OSError ENOENT when absent."""
+    keep = bsys.Buffers()
+    address, out = keep.zeroed(value_size)
+    attr = Attr(BPF_MAP_LOOKUP_ELEM, MAP_ELEM_SIZE)
+    attr.set("map_fd", fd).set("key", keep.bytes_at(key))
+    attr.set("value", address).set("flags", flags)
+    attr.call()
+    return out.raw[:value_size]
+
+
+def map_delete_elem(fd: int, key: bytes) -> None:
+    """bpf_map_delete_elem(): libbpf 1.1.2 passes offsetofend(flags) bytes here too."""
+    keep = bsys.Buffers()
+    Attr(BPF_MAP_DELETE_ELEM, MAP_ELEM_SIZE).set("map_fd", fd) \
+        .set("key", keep.bytes_at(key)).call()
+
+
+def map_get_next_key(fd: int, key: bytes | None, key_size: int) -> bytes | None:
+    """bpf_map_get_next_key(): the key after ``key`` (None: the first), None at the end
+    (ENOENT)."""
+    keep = bsys.Buffers()
+    address, out = keep.zeroed(key_size)
+    attr = Attr(BPF_MAP_GET_NEXT_KEY, MAP_NEXT_KEY_SIZE).set("map_fd", fd)
+    attr.set("key", keep.bytes_at(key) if key is not None else 0).set("next_key", address)
+    try:
+        attr.call()
+    except OSError as e:
+        if e.errno == errno_codes.ENOENT:
+            return None
+        raise
+    return out.raw[:key_size]
 
 
 def map_freeze(fd: int) -> None:
