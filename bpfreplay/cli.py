@@ -89,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare_command.add_arguments(cmp)
     cmp.set_defaults(handler=compare_command.run)
+
+    from bpfreplay import replay
+
+    rep = commands.add_parser(
+        "replay", help="issue a recorded load again on this kernel and report the answers",
+        description="Issue the recorded bpf(), perf_event_open, perf ioctl, mmap/munmap, "
+        "dup/close and SO_ATTACH_BPF calls of TRACE again, in order, with fds, ids, pids "
+        "and pin paths made ours; report per call whether the kernel answered as "
+        "recorded. Exit 0 all the same, 1 some differ, 2 a trace it cannot replay, 130 "
+        "interrupted.",
+    )
+    replay.add_arguments(rep)
+    rep.set_defaults(handler=replay.run)
     return parser
 
 
