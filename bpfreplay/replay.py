@@ -122,7 +122,7 @@ def _replay(trace: Any, args: argparse.Namespace, our_trace: str) -> Any:
     with read_trace(our_trace) as ours:
         records = list(ours.records())
     try:
-        report = build_report(trace, replayer.results, records)
+        report = build_report(trace, replayer.results, records, exact=args.exact)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, struct.error) as e:
         raise TraceFormatError(f"comparing the replay of {trace.path} with the recording: "
                                f"a record that is not a call as bpfreplay writes them "

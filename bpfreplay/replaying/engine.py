@@ -117,6 +117,7 @@ class Replayer:
             result.skipped = f"not reproducible here: {e}"
         finally:
             self._advance(call, position, result)
+            self._note_mapping(call, position)
         result.ours = list(range(before, self._our_index()))
         if result.skipped:
             result.ours = []
@@ -137,6 +138,13 @@ class Replayer:
                 self._close(replaced)  # dup2 over an open fd: that object is closed
         if step.created is not None and ours is not None and not result.skipped:
             self.state.fds[step.created] = ours
+
+    def _note_mapping(self, call: dict[str, Any], position: int) -> None:
+        ret, args = call.get("ret"), call.get("args")
+        if call.get("syscall") == "mmap" and isinstance(ret, int) and ret != -1 \
+                and isinstance(args, list) and len(args) > 1 and isinstance(args[1], int):
+            self.state.recorded_mappings.append((ret & 0xFFFFFFFFFFFFFFFF, args[1],
+                                                 call.get("index", position)))
 
     def _resolver(self, pid: int) -> remap.Resolve:
         return lambda what, fd: self.state.our_fd(pid, fd, what)

@@ -44,6 +44,8 @@ class ReplayState:
     ids: dict[tuple[str, int], int] = field(default_factory=dict)  # (id key, recorded) -> ours
     mappings: list[Mapping] = field(default_factory=list)
     sockets: dict[tuple[int, int], int] = field(default_factory=dict)  # (pid, fd) -> ours
+    # every mapping the recording made: (address, length, index of its mmap call)
+    recorded_mappings: list[tuple[int, int, int]] = field(default_factory=list)
     pin_dir: str | None = None  # the private bpffs directory, once made
     pinned: set[str] = field(default_factory=set)  # recorded paths the trace pinned
 
@@ -95,6 +97,9 @@ class ReplayState:
             if m.recorded <= address < m.recorded + m.length:
                 offset = address - m.recorded
                 return m.ours + offset, min(length, m.length - offset), m
+        for start, size, index in reversed(self.recorded_mappings):
+            if start <= address < start + size:
+                raise NeedsCall(index, f"the mapping at {address:#x}")
         raise NotReproducible(f"address {address:#x} is not a mapping the trace made of a "
                               "BPF object")
 

@@ -66,9 +66,13 @@ class ReplayReport:
 
 
 def build_report(trace: RecordedTrace, results: list[CallResult],
-                 our_records: list[dict[str, Any]]) -> ReplayReport:
+                 our_records: list[dict[str, Any]], *, exact: bool = False) -> ReplayReport:
+    """``exact``: the replay passed the recording's pid, so that pid is the one masked in
+    our calls too (rule 3 masks the pid each process wrote as its own)."""
     our_calls = [r for r in our_records if r.get("type") == "call"]
     our_pid = next((r["pid"] for r in our_records if r.get("type") == "process"), 0)
+    if exact:
+        our_pid = trace.pid
     recorded = normalise(trace.calls, trace.pid, self_exes(trace.processes.values()))
     ours = normalise(our_calls, our_pid, self_exes(our_records))
     _mask_perf_pid(recorded, trace.calls, trace.pid)
@@ -88,7 +92,7 @@ def _mask_perf_pid(items: list[dict[str, Any]], calls: list[dict[str, Any]], pid
     for item, call in zip(items, calls, strict=True):
         args = item.get("args")
         if item["syscall"] == "perf_event_open" and isinstance(args, dict) \
-                and args.get("pid") == call.get("pid", pid) and args.get("pid", 0) > 0:
+                and args.get("pid") == pid and args.get("pid", 0) > 0:
             args["pid"] = PID
 
 
