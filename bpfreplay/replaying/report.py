@@ -75,8 +75,8 @@ def build_report(trace: RecordedTrace, results: list[CallResult],
         our_pid = trace.pid
     recorded = normalise(trace.calls, trace.pid, self_exes(trace.processes.values()))
     ours = normalise(our_calls, our_pid, self_exes(our_records))
-    _mask_perf_pid(recorded, trace.calls, trace.pid)
-    _mask_perf_pid(ours, our_calls, our_pid)
+    _mask_perf_pid(recorded, trace.pid)
+    _mask_perf_pid(ours, our_pid)
     pairs = [(r.position, r.ours[0]) for r in results if r.ours and r.ours[0] < len(ours)]
     ours = _rename_paired(recorded, ours, pairs)
     calls = [_call_report(trace, recorded, ours, r) for r in results]
@@ -87,9 +87,9 @@ def build_report(trace: RecordedTrace, results: list[CallResult],
     return ReplayReport(trace.path, str(trace.header.get("kernel", "?")), calls, programs)
 
 
-def _mask_perf_pid(items: list[dict[str, Any]], calls: list[dict[str, Any]], pid: int) -> None:
+def _mask_perf_pid(items: list[dict[str, Any]], pid: int) -> None:
     """perf_event_open's pid is the process's own (rule 3 of parity.md, as in values)."""
-    for item, call in zip(items, calls, strict=True):
+    for item in items:
         args = item.get("args")
         if item["syscall"] == "perf_event_open" and isinstance(args, dict) \
                 and args.get("pid") == pid and args.get("pid", 0) > 0:
