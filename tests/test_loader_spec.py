@@ -506,8 +506,7 @@ def compare_with_trace(spec: ObjectSpec, rec: Recorded, *, vmlinux=None, ksyms=N
                 (call["in"]["key"], call["in"]["value"]))
     for m in spec.maps:
         if m.kind == MapKind.KCONFIG:
-            config = gzip.decompress(Path("/proc/config.gz").read_bytes()).decode() \
-                if Path("/proc/config.gz").exists() else None
+            config = system_kconfig()
             expected = kconfig_value(spec.externs, m.value_size, config=config,
                                      kernel_version=kernel_version_code())
             assert updates[m.name] == [(bytes(4), expected)]
@@ -574,6 +573,16 @@ def test_minimal_matches_reference_skeleton(tmp_path, minimal_obj, minimal_binar
     compare_with_trace(spec, read_recorded(trace), bss_written=True)
 
 
+def system_kconfig() -> str | None:
+    """The Kconfig libbpf 1.1.2 reads: /boot/config-$(uname -r), else /proc/config.gz
+    (Debian kernels have only the first; this host only the second)."""
+    for path in (Path(f"/boot/config-{os.uname().release}"), Path("/proc/config.gz")):
+        if path.exists():
+            data = path.read_bytes()
+            return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode()
+    return None
+
+
 def _record(tmp_path: Path, obj: Path, name: str | None) -> Path:
     """Record libbpf_load loading ``obj`` (it closes everything before it exits)."""
     loader = _built(PROGS_DIR / "libbpf_load", ROOT / "tests" / "progs")
@@ -600,7 +609,19 @@ def test_load_matches_libbpf(name, object_name, tmp_path, loader_objects, minima
     trace = _record(tmp_path, path, object_name)
     spec = load_spec(path, name=object_name)
     kallsyms = Path("/proc/kallsyms").read_text() if spec.externs else None
-    ksyms = resolve_ksyms(spec.externs, spec.btf, vmlinux_btf, kallsyms)
+    try:
+        ksyms = resolve_ksyms(spec.externs, spec.btf, vmlinux_btf, kallsyms)
+    except LoaderError as error:
+        # this kernel lacks an extern (5.10: no BTF for per-CPU variables such as
+        # bpf_prog_active): libbpf stops at bpf_object__resolve_externs() as well,
+        # before it creates a map or loads a program of the object
+        recorded = read_recorded(trace)
+        made = [f.get("map_name") for _, f in recorded.of("BPF_MAP_CREATE")] + \
+            [f.get("prog_name") for _, f in recorded.of("BPF_PROG_LOAD")]
+        names = {m.kernel_name.encode() for m in spec.maps} | \
+            {p.kernel_name.encode() for p in spec.entry_programs}
+        assert not names & set(made), (str(error), made)
+        pytest.skip(f"this kernel lacks an extern and libbpf stops there too: {error}")
     compare_with_trace(spec, read_recorded(trace),
                        vmlinux=vmlinux_btf if spec.core_relos else None, ksyms=ksyms)
 

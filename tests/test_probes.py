@@ -225,7 +225,9 @@ def test_minimal_libbpf_1_1_2(tmp_path: Path, minimal_binary: Path) -> None:
     labels = check_against_strace(calls, straced)
     bpf_calls = bpf_only(calls)
     probes = [c for c in bpf_calls if labels[c["index"]].probe]
-    assert len(bpf_calls) == 28 and len(probes) == 19
+    # 28 bpf() calls, 19 of them probes on 6.18; fewer where a failed probe makes libbpf
+    # skip later ones (5.10: 27) - strace of the same binary is the count's check above
+    assert len(probes) >= 15 and len(bpf_calls) > len(probes)
 
     # libbpf 1.1.2 prints no probe results; what its log does say is which maps,
     # programs and BTF are the object's: none of those calls is a probe.
@@ -234,9 +236,17 @@ def test_minimal_libbpf_1_1_2(tmp_path: Path, minimal_binary: Path) -> None:
     for index in loading:
         assert labels[index] == CallLabel(index, "object", None)
 
-    # The rest: the perf event, the link to it, the attach ioctls.
-    (link,) = [c for c, s in zip(bpf_calls, straced, strict=True)
-               if s.cmd == "BPF_LINK_CREATE" and s.field("target_fd") != "-1"]
+    # The rest: the perf event, the link to it (or, on a kernel without perf links,
+    # libbpf's PERF_EVENT_IOC_SET_BPF), the attach ioctls.
+    (probe_link,) = [c for c in bpf_calls if labels[c["index"]].probe == "perf_link"
+                     and c["ret"] == -1]
+    links = [c for c, s in zip(bpf_calls, straced, strict=True)
+             if s.cmd == "BPF_LINK_CREATE" and s.field("target_fd") != "-1"]
+    if "EBADF" in labels[probe_link["index"]].note:  # perf links supported (5.15+)
+        (link,) = links
+    else:
+        assert links == []
+        link = [c for c in calls if c["syscall"] == "ioctl"][-1]
     assert labels[link["index"]].phase == "attach"
     (perf,) = [c for c in calls if c["syscall"] == "perf_event_open"]
     assert labels[perf["index"]].phase == "attach"
@@ -246,10 +256,8 @@ def test_minimal_libbpf_1_1_2(tmp_path: Path, minimal_binary: Path) -> None:
             assert labels[c["index"]].phase in ("probe", "teardown")
             if labels[c["index"]].phase == "teardown":
                 assert c["index"] > link["index"]
-    # The perf link probe's LINK_CREATE fails with EBADF on this kernel: supported.
-    (probe_link,) = [c for c in bpf_calls if labels[c["index"]].probe == "perf_link"
-                     and c["ret"] == -1]
-    assert "EBADF" in labels[probe_link["index"]].note
+    # The perf link probe's LINK_CREATE fails: EBADF where supported, else its errno.
+    assert "EBADF" in labels[probe_link["index"]].note or not links
 
 
 def test_bpftool_prog_load(tmp_path: Path, minimal_object: Path) -> None:

@@ -109,7 +109,8 @@ def test_strace_sees_the_same_sequence(tmp_path, minimal_binary, minimal_object)
     theirs = _strace_sequence(tmp_path, "c", str(minimal_binary), "0.3")
     ours = _strace_sequence(tmp_path, "py", *BPFREPLAY, "run", str(minimal_object), "--set",
                             "my_pid=self", "--duration", "0.3")
-    assert sum(1 for c in theirs if c.startswith("bpf(")) == 28
+    # 28 on 6.18, 27 on 5.10 (a failed probe spares libbpf a later one)
+    assert sum(1 for c in theirs if c.startswith("bpf(")) > 20
     assert ours == theirs
 
 

@@ -336,19 +336,21 @@ def _resolve_externs(obj: LoadedObject, kernel_btf: Any) -> bytes | None:
 
 
 def _kernel_config() -> str | None:
-    """The running kernel's Kconfig, where libbpf looks for it."""
+    """The running kernel's Kconfig, where libbpf looks for it: /boot/config-$(uname -r)
+    first, then /proc/config.gz, either gzipped or not (bpf_object__read_kconfig_file():
+    gzopen() of each in that order). Debian kernels have only the first."""
     import gzip
 
-    try:
-        with gzip.open("/proc/config.gz", "rt") as f:
-            return f.read()
-    except OSError:
-        pass
-    try:
-        with open(f"/boot/config-{os.uname().release}") as f:
-            return f.read()
-    except OSError:
-        return None
+    for path in (f"/boot/config-{os.uname().release}", "/proc/config.gz"):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        return data.decode(errors="replace")
+    return None
 
 
 # ---------------------------------------------------------------------- BTF
