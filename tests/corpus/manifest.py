@@ -180,6 +180,9 @@ class RuntimeApp:
     network: bool  # needs the test's network namespace
     # what its own calls are, in the application section, as the report names them
     calls: tuple[str, ...]
+    # programs the application attaches by hand with options libbpf's auto-attach never
+    # passes (paired with our auto-attach, the options shown apart)
+    hand_attached: tuple[str, ...] = ()
 
 
 RUNTIME_APPS: tuple[RuntimeApp, ...] = (
@@ -194,6 +197,11 @@ RUNTIME_APPS: tuple[RuntimeApp, ...] = (
     RuntimeApp("profile", "profile", BUILD / "profile_app", ("97",),
                ("--perf-event", "cpu-clock:97"), False,
                ("perf_event_open", "bpf BPF_LINK_CREATE", "ioctl", "close")),
+    # the attach by hand with a zeroed link_info (paired with our auto-attach, its
+    # options shown apart), the iterator fd and its close (the reads between are no
+    # calls the recorder records: the text read is compared in the test instead)
+    RuntimeApp("task_iter", "task_iter", BUILD / "task_iter_app", (), (), False,
+               ("bpf BPF_ITER_CREATE", "close"), hand_attached=("list_tasks",)),
 )
 
 
