@@ -47,6 +47,7 @@ testprogs: system
 	$(MAKE) -s -C tests/data/compare
 	$(MAKE) -s -C tests/data/net
 	$(MAKE) -s -C tests/data/replay
+	$(MAKE) -s -C tests/data/maps
 
 # The parity table of the differential corpus (tests/corpus: refload on the system
 # libbpf against `bpfreplay run --compare`, object by object) -> docs/parity-table.md

@@ -19,6 +19,7 @@ from bpfreplay.errors import LoaderError
 
 if TYPE_CHECKING:
     from bpfreplay.loader.kernel import Link, LoadedMap, LoadedObject, LoadedProgram
+    from bpfreplay.map_contents import TypedMap
 
 
 def load(path: str, globals: Mapping[str, int | str] | None = None, *,  # noqa: A002
@@ -242,6 +243,15 @@ class Map:
             value = self.lookup(key)
             if value is not None:
                 yield key, value
+
+    @property
+    def typed(self) -> TypedMap:
+        """This map read through its BTF: ``obj.maps["flows"].typed.items()`` gives
+        decoded keys and values (dicts, lists, ints, enum names), as ``bpftool -j map
+        dump`` formats them (bpfreplay.map_contents.TypedMap)."""
+        from bpfreplay.map_contents import TypedMap
+
+        return TypedMap(self)
 
     def values_per_cpu(self, value: bytes) -> list[bytes]:
         """A per-CPU map's value split into each CPU's ``value_size`` bytes."""

@@ -47,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the reference's program")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print the whole verifier log on failure")
+    parser.add_argument("--dump-maps", action="store_true",
+                        help="print every map's contents at exit, as `bpftool map dump` "
+                        "prints them (through the map's BTF, else in hex)")
+    parser.add_argument("--interval", type=float, metavar="SECONDS",
+                        help="with --dump-maps, also print them every SECONDS while running")
     from bpfreplay import run_attach
 
     run_attach.add_arguments(parser)
@@ -69,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     from bpfreplay.loader.spec import load_spec, skeleton_name
 
     path = args.object
+    interval = getattr(args, "interval", None)
+    if interval is not None and (not interval > 0 or not args.dump_maps):
+        raise BpfReplayError(f"--interval {interval:g}: needs --dump-maps and a number of "
+                             "seconds above 0")
     if not os.path.exists(path):
         raise LoaderError(f"opening {path}: no such file")
     try:
@@ -183,7 +192,15 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
         from bpfreplay.loader.iterator import print_iterators  # after attach, as task_iter
 
         print_iterators(obj, sys.stdout, sys.stderr)
-        _stream(obj, args.duration)
+        dumper = _map_dumper(obj, args)
+        try:
+            _stream(obj, args.duration, dumper, getattr(args, "interval", None))
+        except KeyboardInterrupt:
+            if dumper is None:
+                raise
+            print("\nbpfreplay: interrupted; tearing down", file=sys.stderr)
+        if dumper is not None:
+            dumper.dump("at exit")
         return RAN
     except KeyboardInterrupt:
         print("\nbpfreplay: interrupted; tearing down", file=sys.stderr)
@@ -211,20 +228,41 @@ def _print_loaded(obj: Any, notes: list[str]) -> None:
         print(f"bpfreplay: {note}", file=out)
 
 
-def _stream(obj: Any, duration: float | None) -> bool:
+def _map_dumper(obj: Any, args: argparse.Namespace) -> Any:
+    """A MapDumper of every map for --dump-maps (None without it)."""
+    if not getattr(args, "dump_maps", False):
+        return None
+    from bpfreplay.map_contents import MapDumper
+
+    return MapDumper([(m.spec.name, m.fd) for m in obj.maps], sys.stdout, sys.stderr)
+
+
+def _stream(obj: Any, duration: float | None, dumper: Any = None,
+            interval: float | None = None) -> bool:
     """Wait for Ctrl-C or the duration, writing a dot to stderr each second as the
     reference does (each write fires its sys_enter_write program); the printer process
-    shows what the programs print."""
+    shows what the programs print. With a dumper and an interval, the maps are printed
+    every ``interval`` seconds."""
     print("bpfreplay: running" + (f" for {duration:g} s" if duration is not None else
                                   "; Ctrl-C to stop"), file=sys.stderr)
     start = time.monotonic()
+    next_dot = next_dump = start
+    if dumper is not None and interval:
+        next_dump = start + interval
     while True:
-        left = 1.0 if duration is None else duration - (time.monotonic() - start)
+        now = time.monotonic()
+        left = 1.0 if duration is None else duration - (now - start)
         if left <= 0:
             break
-        sys.stderr.write(".")
-        sys.stderr.flush()
-        time.sleep(min(1.0, left))
+        if now >= next_dot:
+            sys.stderr.write(".")
+            sys.stderr.flush()
+            next_dot += 1.0
+        if dumper is not None and interval and now >= next_dump:
+            dumper.dump(f"after {now - start:.1f} s")
+            next_dump += interval
+        wake = min(next_dot, next_dump) if dumper is not None and interval else next_dot
+        time.sleep(max(0.0, min(wake - time.monotonic(), left)))
     sys.stderr.write("\n")
     return False
 
