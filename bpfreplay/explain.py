@@ -171,10 +171,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def decode_context(header: dict[str, Any]) -> dict[str, Any]:
-    """Tracepoint and PMU names, from this machine when the trace was recorded on it."""
-    same_machine = header.get("kernel") == os.uname().release
-    return {"tracepoint_name": _tracepoint_names() if same_machine else None,
-            "pmu_name": _pmu_names() if same_machine else None}
+    """Tracepoint and PMU names for the calls that do not carry them. A version-2 trace
+    keeps the recording machine's names in each perf_event_open record (``tracepoint``,
+    ``pmu``) and nothing else is asked: another machine's tracefs numbers its
+    tracepoints its own way. A version-1 trace kept none: this machine's tracefs and
+    sysfs name them (the explain header says so)."""
+    if header.get("version", 1) >= 2:
+        return {"tracepoint_name": None, "pmu_name": None}
+    return {"tracepoint_name": _tracepoint_names(), "pmu_name": _pmu_names()}
 
 
 def _explain(trace: Any, args: argparse.Namespace) -> None:
@@ -385,46 +389,17 @@ def extract(explained: Any, directory: str) -> list[str]:
 
 
 def _tracepoint_names() -> Any:
-    """id -> "category:name" from tracefs, read on first use."""
-    cache: dict[int, str] = {}
-    loaded = False
+    """id -> "category:name" from this machine's tracefs (BPFREPLAY_TRACEFS), read on
+    first use."""
+    from bpfreplay.tracefs import TracepointNames
 
-    def lookup(tp_id: int) -> str | None:
-        nonlocal loaded
-        if not loaded:
-            loaded = True
-            for base in ("/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"):
-                if not os.path.isdir(base):
-                    continue
-                for category in os.listdir(base):
-                    cat_dir = os.path.join(base, category)
-                    if not os.path.isdir(cat_dir):
-                        continue
-                    for name in os.listdir(cat_dir):
-                        try:
-                            with open(os.path.join(cat_dir, name, "id")) as f:
-                                cache[int(f.read())] = f"{category}:{name}"
-                        except (OSError, ValueError):
-                            continue
-                break
-        return cache.get(tp_id)
-
-    return lookup
+    return TracepointNames()
 
 
 def _pmu_names() -> Any:
-    names: dict[int, str] = {}
-    base = "/sys/bus/event_source/devices"
-    try:
-        for pmu in os.listdir(base):
-            try:
-                with open(os.path.join(base, pmu, "type")) as f:
-                    names[int(f.read())] = pmu
-            except (OSError, ValueError):
-                continue
-    except OSError:
-        pass
-    return names.get
+    from bpfreplay.tracefs import pmu_types
+
+    return pmu_types().get
 
 
 __all__ = ["BpfReplayError", "add_arguments", "call_to_json", "run", "write_json_lines"]

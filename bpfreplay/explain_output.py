@@ -40,6 +40,14 @@ class Printer:
         self._out(f"# {path}: {header.get('recorder', '?')} trace of '{argv}' on Linux "
                   f"{header.get('kernel', '?')} ({header.get('machine', '?')}), {when}",
                   "bold")
+        if header.get("version", 1) < 2:
+            import os
+
+            other = header.get("kernel") != os.uname().release
+            self._out("# trace format 1: tracepoint and PMU names below come from this "
+                      "machine's tracefs and sysfs, not from the recording"
+                      + (" (made on another kernel: its ids may name other tracepoints "
+                         "here)" if other else ""))
 
     def call(self, explained: Any) -> None:
         label = explained.label

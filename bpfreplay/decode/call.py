@@ -242,6 +242,25 @@ class ExplainStream:
         return (c for c in self.open_calls() if isinstance(c, dict))
 
 
+def _tracepoint_lookup(record: Call, ctx: _DecodeContext | None,
+                       ) -> Callable[[int], str | None] | None:
+    """The recording's name of a tracepoint event (trace format 2: ``tracepoint``), else
+    the context's look-up (this machine's tracefs, for a version-1 trace)."""
+    name = record.get("tracepoint")
+    if isinstance(name, str):
+        return lambda _id: name
+    return ctx.tracepoint_name if ctx is not None else None
+
+
+def _pmu_lookup(record: Call, ctx: _DecodeContext | None,
+                ) -> Callable[[int], str | None] | None:
+    """The recording's name of a dynamic PMU type (format 2: ``pmu``), else the context's."""
+    name = record.get("pmu")
+    if isinstance(name, str):
+        return lambda _type: name
+    return ctx.pmu_name if ctx is not None else None
+
+
 def describe_object(creator: Call, ctx: _DecodeContext | None = None) -> str:
     syscall = creator.get("syscall")
     if syscall == "perf_event_open":
@@ -251,9 +270,9 @@ def describe_object(creator: Call, ctx: _DecodeContext | None = None) -> str:
         if path is not None and len(attr) >= 72:
             offset = int.from_bytes(attr[64:72], "little")
             return f"{text} {path.decode(errors='replace')}:{offset:#x}"
-        if ctx is not None and ctx.tracepoint_name and len(attr) >= 16 \
-                and int.from_bytes(attr[:4], "little") == 2:
-            name = ctx.tracepoint_name(int.from_bytes(attr[8:16], "little"))
+        if len(attr) >= 16 and int.from_bytes(attr[:4], "little") == 2:
+            lookup = _tracepoint_lookup(creator, ctx)
+            name = lookup(int.from_bytes(attr[8:16], "little")) if lookup else None
             if name:
                 text += " " + name
         return text
@@ -560,8 +579,8 @@ def _explain_perf_event_open(explained: ExplainedCall, ctx: _DecodeContext) -> N
     if attr is None:
         attr_text = f"<unreadable: {record.get('attr_fault', '?')}>"
     else:
-        decoded = decode_perf_event_attr(attr, tracepoint_name=ctx.tracepoint_name,
-                                         pmu_name=ctx.pmu_name)
+        decoded = decode_perf_event_attr(attr, tracepoint_name=_tracepoint_lookup(record, ctx),
+                                         pmu_name=_pmu_lookup(record, ctx))
         # kprobe/uprobe PMUs: config1 points at a path or function name, captured
         path = (record.get("in") or {}).get("config1")
         shown = []

@@ -38,7 +38,13 @@ BPF_PERF_EVENT = enum_values("bpf_attach_type")["BPF_PERF_EVENT"]
 
 
 def tracefs_path() -> str:
-    """libbpf's tracefs_path(): debugfs's tracing directory if it exists, else tracefs."""
+    """libbpf's tracefs_path(): debugfs's tracing directory if it exists, else tracefs;
+    ``BPFREPLAY_TRACEFS`` overrides both (empty: no tracefs, every look-up fails)."""
+    from bpfreplay.tracefs import TRACEFS_ENV
+
+    override = os.environ.get(TRACEFS_ENV)
+    if override is not None:
+        return override or "/nonexistent (BPFREPLAY_TRACEFS is empty)"
     return DEBUGFS_TRACING if os.path.exists(DEBUGFS_TRACING) else TRACEFS
 
 

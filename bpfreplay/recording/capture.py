@@ -15,6 +15,7 @@ from typing import Any
 from bpfreplay.recording import procfs
 from bpfreplay.recording import syscalls as sc
 from bpfreplay.recording.memory import TraceeMemory
+from bpfreplay.tracefs import TracepointNames, pmu_types
 from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name, struct_layout
 from bpfreplay.uapi.pointers import (
     CSTRING_MAX,
@@ -67,6 +68,8 @@ _ENTRY_PLANS_MAX = 4096  # a bound on the memory of a process that never repeats
 _ATTR_MAX = 4096
 _PERF_ATTR_SIZE_VER0 = 64
 _PERF_ATTR_CONFIG1 = 56  # offsetof(struct perf_event_attr, config1): kprobe/uprobe path
+_PERF_TYPE_TRACEPOINT = 2
+_PERF_TYPE_MAX = 6  # types from here on are dynamic PMUs (sysfs numbers them)
 
 
 class MapShapes(dict[int, MapShape]):
@@ -133,7 +136,12 @@ class CallCapture:
 
     def __init__(self, ncpus: int | None = None, *, learn_unknown_fds: bool = False):
         self.ncpus = ncpus if ncpus is not None else procfs.possible_cpus()
-        self.perf_probe_types = dynamic_pmu_types()
+        # What this machine calls perf types and tracepoint ids, kept in each record
+        # (format 2) so that another machine's explain and replay name them as we did.
+        self.pmu_names = pmu_types()
+        self.perf_probe_types = frozenset(
+            t for t, name in self.pmu_names.items() if name in ("kprobe", "uprobe"))
+        self.tracepoint_names = TracepointNames()
         # Attached to a running process: fds it opened before we came are learnt from
         # /proc when it uses them.
         self.learn_unknown_fds = learn_unknown_fds
@@ -323,6 +331,12 @@ class CallCapture:
             return record
         record["attr"] = attr
         perf_type = int.from_bytes(attr[0:4], "little")
+        if perf_type == _PERF_TYPE_TRACEPOINT and len(attr) >= 16:
+            name = self.tracepoint_names(int.from_bytes(attr[8:16], "little"))
+            if name is not None:
+                record["tracepoint"] = name
+        elif perf_type >= _PERF_TYPE_MAX and perf_type in self.pmu_names:
+            record["pmu"] = self.pmu_names[perf_type]
         if perf_type in self.perf_probe_types and len(attr) >= _PERF_ATTR_CONFIG1 + 8:
             path_address = int.from_bytes(attr[_PERF_ATTR_CONFIG1:_PERF_ATTR_CONFIG1 + 8],
                                           "little")
@@ -453,15 +467,3 @@ def _map_create_fields() -> dict[str, Any]:
     layout = attr_layout(cmd_value("BPF_MAP_CREATE"))
     assert layout is not None
     return {f.name: f for f in layout.fields}
-
-
-def dynamic_pmu_types() -> frozenset[int]:
-    """perf_event types of the kprobe/uprobe PMUs, whose config1 points at a path/name."""
-    types = set()
-    for pmu in ("kprobe", "uprobe"):
-        try:
-            with open(f"/sys/bus/event_source/devices/{pmu}/type") as f:
-                types.add(int(f.read()))
-        except (OSError, ValueError):
-            pass
-    return frozenset(types)

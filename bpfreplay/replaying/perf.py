@@ -1,8 +1,9 @@
 """perf_event_open of a recorded call, made for this machine.
 
 - ``PERF_TYPE_TRACEPOINT``: the config is a tracepoint id, which each kernel numbers
-  its own way; the recorded name (trace format 2) is looked up in this machine's
-  tracefs. A version-1 trace has no name: the recorded id is used, and said.
+  its own way; the recorded name (trace format 2: the call's ``tracepoint``) is looked
+  up in this machine's tracefs (``BPFREPLAY_TRACEFS``). A version-1 trace has no name:
+  the recorded id is used, and said.
 - the kprobe/uprobe PMUs have dynamic type numbers (sysfs): the recorded path or
   function (``in.config1``) says which of the two it was; ``/proc/self/exe`` is the
   recording process's program (parity.md's rule 5), not ours.
@@ -38,13 +39,16 @@ class PerfOpen:
 
 
 def recorded_tracepoint(call: dict[str, Any]) -> str | None:
-    """The "category:name" the recording kept for a tracepoint event (format 2)."""
-    for holder in (call, call.get("object") or {}, call.get("names") or {}):
-        for key in ("tracepoint", "tp_name"):
-            value = holder.get(key) if isinstance(holder, dict) else None
-            if isinstance(value, str) and value:
-                return value
-    return None
+    """The "category:name" the recording's tracefs gave the event's id (trace format 2:
+    the call's ``tracepoint``); None for a version-1 trace, which kept no name."""
+    value = call.get("tracepoint")
+    return value if isinstance(value, str) and value else None
+
+
+def recorded_pmu(call: dict[str, Any]) -> str | None:
+    """The recording's name of the event's dynamic PMU type (format 2: ``pmu``)."""
+    value = call.get("pmu")
+    return value if isinstance(value, str) and value else None
 
 
 def tracepoint_id_here(name: str) -> int | None:
@@ -90,7 +94,7 @@ def prepare(call: dict[str, Any], recorded_pid: int, our_pid: int, exact: bool,
         _tracepoint(call, out)
     path = (call.get("in") or {}).get("config1")
     if isinstance(path, bytes):
-        _probe_pmu(out, path, perf_type, self_exe)
+        _probe_pmu(call, out, path, perf_type, self_exe)
     elif len(attr) >= _CONFIG1 + 8 and perf_type not in (0, 1, 2, 3, 4, 5) \
             and any(attr[_CONFIG1:_CONFIG1 + 8]):
         # a dynamic PMU's config1 pointer whose string the recording did not keep
@@ -117,11 +121,15 @@ def _tracepoint(call: dict[str, Any], out: PerfOpen) -> None:
     out.adjusted.append(("fields", "config"))
 
 
-def _probe_pmu(out: PerfOpen, path: bytes, perf_type: int, self_exe: str | None) -> None:
+def _probe_pmu(call: dict[str, Any], out: PerfOpen, path: bytes, perf_type: int,
+               self_exe: str | None) -> None:
     """A kprobe/uprobe PMU event: its type here, and its target."""
-    is_uprobe = path.startswith(b"/")
-    here = dynamic_pmu("uprobe" if is_uprobe else "kprobe")
+    recorded = recorded_pmu(call)
+    # A version-1 trace kept no PMU name: a path is a uprobe's, a function a kprobe's.
+    is_uprobe = recorded == "uprobe" if recorded in ("kprobe", "uprobe") \
+        else path.startswith(b"/")
     kind = "uprobe" if is_uprobe else "kprobe"
+    here = dynamic_pmu(kind)
     if here is None:
         raise NotReproducible(f"no {kind} PMU on this kernel")
     if here != perf_type:

@@ -5,7 +5,8 @@ record as it comes; ``read_trace`` reads a file back and tolerates a truncated t
 """
 
 from bpfreplay.trace.reader import Trace, read_trace
-from bpfreplay.trace.schema import FORMAT_NAME, FORMAT_VERSION
+from bpfreplay.trace.schema import FORMAT_NAME, FORMAT_VERSION, READABLE_VERSIONS
 from bpfreplay.trace.writer import TraceWriter
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "Trace", "TraceWriter", "read_trace"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "READABLE_VERSIONS", "Trace", "TraceWriter",
+           "read_trace"]

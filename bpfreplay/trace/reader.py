@@ -11,7 +11,12 @@ from typing import Any, BinaryIO
 import msgpack
 
 from bpfreplay.errors import TraceFormatError
-from bpfreplay.trace.schema import FORMAT_NAME, FORMAT_VERSION, header_problem, record_problem
+from bpfreplay.trace.schema import (
+    FORMAT_NAME,
+    READABLE_VERSIONS,
+    header_problem,
+    record_problem,
+)
 
 # Large enough for a 16 MiB verifier log inside a record, small enough to refuse nonsense.
 _MAX_BUFFER = 1 << 30
@@ -153,11 +158,12 @@ def _open(path: str, f: BinaryIO, skip_bad: bool,
         raise TraceFormatError(f"reading {path}: not a bpfreplay trace (no '{FORMAT_NAME}' "
                                "header)")
     version = header.get("version")
-    if version != FORMAT_VERSION or type(version) is not int:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         shown = version if type(version) is int else type(version).__name__
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise TraceFormatError(
-            f"reading {path}: trace format version {shown}, this bpfreplay reads version "
-            f"{FORMAT_VERSION}")
+            f"reading {path}: trace format version {shown}, this bpfreplay reads versions "
+            f"{readable}")
     problem = header_problem(header)
     if problem is not None:
         raise TraceFormatError(f"reading {path}: header (record #0 at byte 0): {problem}")

@@ -8,7 +8,10 @@ import math
 from typing import Any
 
 FORMAT_NAME = "bpfreplay-trace"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what the writers write
+# What the readers read: version 1 has no recorded names (tracepoint, pmu) and no
+# followed pointer arrays (docs/trace-format.md, "Versions").
+READABLE_VERSIONS = (1, 2)
 
 # Record types that follow the header.
 CALL = "call"        # one recorded syscall
@@ -156,10 +159,21 @@ def call_record_problem(record: Record) -> str | None:
             return problem
     for problem in (_buffers_problem(record, "faults", str),
                     _text_problem(record, "attr_fault"),
+                    _text_problem(record, "tracepoint"),
+                    _text_problem(record, "pmu"),
+                    _stack_problem(record),
                     _scalar_map_problem(record, "object"),
                     _scalar_map_problem(record, "replaced")):
         if problem:
             return problem
+    return None
+
+
+def _stack_problem(record: Record) -> str | None:
+    """``stack`` is reserved for ``record --stack`` (a list of frames, innermost first):
+    only its being a list is checked until that lands."""
+    if "stack" in record and type(record["stack"]) is not list:
+        return f"'stack' is a {_kind(record['stack'])}, not a list"
     return None
 
 

@@ -1,0 +1,166 @@
+"""Names the recording machine gave (trace format 2): a tracepoint event's
+"category:name", a dynamic PMU's name. They come from the recorder's tracefs/sysfs, are
+kept in the call record (``tracepoint``, ``pmu``), and explain shows them whatever the
+explaining machine's tracefs says (``BPFREPLAY_TRACEFS`` empty, empty, or naming the id
+otherwise); a version-1 trace is named from this machine's tracefs, and says so.
+
+The expected names are read from the real tracefs (the id file of the tracepoint the
+reference attaches to), never from our own decoding."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from bpfreplay.errors import TraceFormatError
+from bpfreplay.replaying.perf import recorded_tracepoint
+from bpfreplay.trace import TraceWriter, read_trace
+from bpfreplay.tracefs import tracefs_roots
+from tests.conftest import ROOT
+
+BPFREPLAY = str(ROOT / ".venv" / "bin" / "bpfreplay")
+TRACEPOINT = ("syscalls", "sys_enter_write")  # minimal.bpf.c's SEC("tp/syscalls/...")
+
+
+def _real_id(category: str, name: str) -> int:
+    for root in ("/sys/kernel/debug/tracing", "/sys/kernel/tracing"):
+        path = Path(root, "events", category, name, "id")
+        if path.exists():
+            return int(path.read_text())
+    pytest.fail(f"no tracefs with {category}:{name} (mount -t tracefs tracefs "
+                "/sys/kernel/tracing)")
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory, minimal_binary) -> Path:
+    path = tmp_path_factory.mktemp("names") / "minimal.mp"
+    result = subprocess.run([BPFREPLAY, "record", "-q", "-o", str(path), "--",
+                             str(minimal_binary), "1"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def _perf_opens(path: Path) -> list[dict]:
+    with read_trace(str(path)) as trace:
+        return [c for c in trace.calls() if c["syscall"] == "perf_event_open"]
+
+
+def _explain(path: Path, tracefs: str | None, *extra: str) -> str:
+    env = dict(os.environ)
+    if tracefs is None:
+        env.pop("BPFREPLAY_TRACEFS", None)
+    else:
+        env["BPFREPLAY_TRACEFS"] = tracefs
+    result = subprocess.run([BPFREPLAY, "explain", *extra, str(path)], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def _fake_tracefs(root: Path, tp_id: int) -> str:
+    """A tracefs whose id ``tp_id`` is another tracepoint (as on another kernel)."""
+    event = root / "events" / "elsewhere" / "other_event"
+    event.mkdir(parents=True)
+    (event / "id").write_text(f"{tp_id}\n")
+    return str(root)
+
+
+def test_recording_keeps_the_tracepoint_name(recorded):
+    real = _real_id(*TRACEPOINT)
+    opens = [c for c in _perf_opens(recorded) if int.from_bytes(c["attr"][:4], "little") == 2]
+    assert opens, "the reference made no PERF_TYPE_TRACEPOINT perf_event_open"
+    for call in opens:
+        assert int.from_bytes(call["attr"][8:16], "little") == real
+        assert call["tracepoint"] == ":".join(TRACEPOINT)
+        assert recorded_tracepoint(call) == ":".join(TRACEPOINT)
+    with read_trace(str(recorded)) as trace:
+        assert trace.header["version"] == 2
+
+
+@pytest.mark.parametrize("where", ["disabled", "empty", "other"])
+def test_explain_names_the_recorded_tracepoint_elsewhere(recorded, tmp_path, where):
+    real = _real_id(*TRACEPOINT)
+    tracefs = {"disabled": "", "empty": str(tmp_path),
+               "other": _fake_tracefs(tmp_path, real)}[where]
+    out = _explain(recorded, tracefs)
+    line = next(li for li in out.splitlines() if "perf_event_open(" in li)
+    assert f"config={real} /* syscalls:sys_enter_write */" in line
+    assert "= " in line and "<perf_event syscalls:sys_enter_write>" in line
+    assert "elsewhere" not in out and "trace format 1" not in out
+
+
+def _as_version_1(source: Path, target: Path) -> None:
+    """The same trace as a version-1 writer made it: no names kept."""
+    with open(source, "rb") as f:
+        objects = list(msgpack.Unpacker(f, raw=False))
+    objects[0]["version"] = 1
+    for record in objects[1:]:
+        record.pop("tracepoint", None)
+        record.pop("pmu", None)
+    target.write_bytes(b"".join(msgpack.packb(o, use_bin_type=True) for o in objects))
+
+
+def test_version_1_trace_is_named_here_and_says_so(recorded, tmp_path):
+    real = _real_id(*TRACEPOINT)
+    v1 = tmp_path / "v1.mp"
+    _as_version_1(recorded, v1)
+    here = _explain(v1, None)
+    assert "# trace format 1: tracepoint and PMU names below come from this machine" in here
+    assert f"config={real} /* syscalls:sys_enter_write */" in here
+    other = _explain(v1, _fake_tracefs(tmp_path / "fs", real))
+    assert f"config={real} /* elsewhere:other_event */" in other  # this machine's, as said
+    blind = _explain(v1, "")
+    assert f"config={real}}}" in blind and "sys_enter_write */" not in blind
+    with read_trace(str(v1)) as trace:
+        assert recorded_tracepoint(next(c for c in trace.calls()
+                                        if c["syscall"] == "perf_event_open")) is None
+
+
+def test_committed_version_1_trace_still_explains():
+    out = _explain(ROOT / "traces" / "minimal.mp", None)
+    assert out.splitlines()[1].startswith("# trace format 1: ")
+    assert "perf_event_open(" in out
+
+
+def test_tracefs_roots_follow_the_environment(monkeypatch):
+    monkeypatch.setenv("BPFREPLAY_TRACEFS", "")
+    assert tracefs_roots() == []
+    monkeypatch.setenv("BPFREPLAY_TRACEFS", "/some/where")
+    assert tracefs_roots() == ["/some/where"]
+    monkeypatch.delenv("BPFREPLAY_TRACEFS")
+    assert tracefs_roots() == ["/sys/kernel/debug/tracing", "/sys/kernel/tracing"]
+
+
+def _one_call(tmp_path: Path, version: int, **keys) -> Path:
+    path = tmp_path / f"v{version}.mp"
+    with TraceWriter(str(path), {"argv": ["x"]}):
+        pass
+    objects = list(msgpack.Unpacker(open(path, "rb"), raw=False))
+    objects[0]["version"] = version
+    objects.append({"type": "call", "index": 0, "pid": 1, "tid": 1,
+                    "syscall": "perf_event_open", **keys})
+    path.write_bytes(b"".join(msgpack.packb(o, use_bin_type=True) for o in objects))
+    return path
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_both_versions_are_read(tmp_path, version):
+    path = _one_call(tmp_path, version, tracepoint="a:b", pmu="uprobe",
+                     stack=[{"reserved": True}])
+    with read_trace(str(path)) as trace:
+        assert trace.header["version"] == version
+        assert [c["tracepoint"] for c in trace.calls()] == ["a:b"]
+
+
+@pytest.mark.parametrize("keys, words", [({"tracepoint": 715}, "'tracepoint' is a int"),
+                                         ({"pmu": b"uprobe"}, "'pmu' is a bytes"),
+                                         ({"stack": "main"}, "'stack' is a str")])
+def test_names_of_the_wrong_type_are_refused(tmp_path, keys, words):
+    path = _one_call(tmp_path, 2, **keys)
+    with read_trace(str(path)) as trace, pytest.raises(TraceFormatError, match=words):
+        list(trace.calls())
