@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -176,3 +177,43 @@ def test_interval_needs_dump_maps(dumpmaps):
                            "--interval", "1"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "--interval 1: needs --dump-maps" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+CORNERS = struct.Struct("<QQ16s6s12s4s3sbH4x")  # dumpedge.bpf.c's struct corners
+
+
+def _corners(pointer: int, wide: int, quoted: bytes, tiny: int) -> bytes:
+    return CORNERS.pack(0, pointer, wide.to_bytes(16, "little"), b"ab\0cd\0", quoted,
+                        b"full", b"\x01\x00\x07", tiny, 65535)
+
+
+def test_dumpers_corners_are_bpftools(dumpmaps):
+    """What bpftool does at the edges of its BTF dumper, seen by writing the values
+    from user space: a float ends the entry ("(unsupported-kind"), a NULL and a
+    non-NULL pointer, a 128-bit int in hex, a char array through a typedef (numbers), a
+    quote and a backslash in a string (bpftool's escapes), a char array with no NUL, a
+    per-CPU hash with a struct key, an LRU hash with a char-array key, an empty hash."""
+    import bpfreplay.api
+    from bpfreplay.map_contents import BtfCache, dump_text
+
+    edge = _built(MAPS_DATA / "build" / "dumpedge.bpf.o", MAPS_DATA)
+    with bpfreplay.api.load(str(edge), attach=False) as obj:
+        maps = obj.maps
+        maps["corners"][1] = _corners(0, 5, b"it's a \\ b\0", -128)
+        maps["corners"][2] = _corners(0xFFFF888812345678, 1 << 100, b"no nul here!", 3)
+        maps["floats"][1] = struct.pack("<IfI", 7, 0.5, 9)
+        per_cpu = maps["per_cpu_hash"]
+        slots = per_cpu.value_size // 8
+        per_cpu[_corners(1, 2, b"key\0", 0)] = b"".join(
+            (-cpu - 1).to_bytes(4, "little", signed=True) + bytes(4) for cpu in range(slots))
+        maps["lru"][b"abcd\0"] = b"\xff"
+        maps["lru"][b"\x01bcde"] = b"A"
+        cache = BtfCache()
+        for name in ["corners", "floats", "per_cpu_hash", "lru", "empty"]:
+            info, ours = dump_text(maps[name].fd, cache)
+            assert ours == _bpftool("map", "dump", "id", str(info.id)), name
+        assert "(unsupported-kind" in dump_text(maps["floats"].fd, cache)[1]
+        assert dump_text(maps["empty"].fd, cache)[1] == "[]\n"
+        text = dump_text(maps["corners"].fd, cache)[1]
+        assert '"it\'s a \\n b"' in text and '"nothing": (nil)' in text
+        assert '"wide": 0x10000000000000000000000000' in text

@@ -242,13 +242,13 @@ class JsonWriter:
     def _quoted(self, text: str) -> str:
         if not self.bpftool_escapes:
             return json.dumps(text)
-        # json_writer.c jsonw_puts(): C escapes only; a backslash comes out as "\n"
-        # and a single quote as "\'", as bpftool 7.1 prints them
+        # json_writer.c jsonw_puts(): C escapes only, and a backslash comes out as
+        # "\n"; Debian's bpftool 7.1 leaves a single quote as it is
         return '"' + "".join(_BPFTOOL_ESCAPES.get(c, c) for c in text) + '"'
 
 
 _BPFTOOL_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\f": "\\f", "\b": "\\b",
-                    "\\": "\\n", '"': '\\"', "'": "\\'"}
+                    "\\": "\\n", '"': '\\"'}
 
 
 class _Refused(Exception):
