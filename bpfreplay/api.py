@@ -18,8 +18,11 @@ from typing import TYPE_CHECKING
 from bpfreplay.errors import LoaderError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bpfreplay.loader.kernel import Link, LoadedMap, LoadedObject, LoadedProgram
     from bpfreplay.map_contents import TypedMap
+    from bpfreplay.runtime.readers import PerfBufferReader, RingBufferReader
 
 
 def load(path: str, globals: Mapping[str, int | str] | None = None, *,  # noqa: A002
@@ -61,6 +64,7 @@ class Object:
         self.loaded = loaded
         self.maps = Maps(loaded)
         self.notes: list[str] = []  # programs left unattached, and why
+        self._readers: list[RingBufferReader | PerfBufferReader] = []
 
     @property
     def name(self) -> str:
@@ -88,7 +92,38 @@ class Object:
         raise LoaderError(f"object '{self.name}' has no attached iterator '{name}' (its "
                           f"iterators: {', '.join(programs) or 'none'})")
 
+    def ring_buffer(self, name: str, *, timeout: float | None = None,
+                    callback: Callable[[bytes], int | None] | None = None,
+                    ) -> RingBufferReader:
+        """A reader of ring buffer map ``name`` (ring_buffer__new()): iterate it for
+        each record (bytes) until ``timeout`` seconds have passed, or give a
+        ``callback`` and call ``poll()``. Closed with the object."""
+        from bpfreplay.runtime.readers import RingBufferReader
+
+        reader = RingBufferReader(self.maps[name].fd, name, timeout=timeout,
+                                  callback=callback)
+        self._readers.append(reader)
+        return reader
+
+    def perf_buffer(self, name: str, *, timeout: float | None = None, page_cnt: int = 8,
+                    callback: Callable[[int, bytes], None] | None = None,
+                    lost: Callable[[int, int], None] | None = None) -> PerfBufferReader:
+        """A reader of perf event array ``name`` (perf_buffer__new() with ``page_cnt``
+        data pages per CPU): iterate it for PerfSample(cpu, data) until ``timeout``
+        seconds have passed, or give ``callback(cpu, data)`` (and ``lost(cpu, n)``)
+        and call ``poll()``. Closed with the object."""
+        from bpfreplay.runtime.readers import PerfBufferReader
+
+        reader = PerfBufferReader(self.maps[name].fd, name, timeout=timeout,
+                                  page_cnt=page_cnt, callback=callback, lost=lost)
+        self._readers.append(reader)
+        return reader
+
     def close(self) -> None:
+        """The readers first (ring_buffer__free(), perf_buffer__free()), then the object
+        (bpf_object__destroy_skeleton()), as an application frees them."""
+        while self._readers:
+            self._readers.pop().close()
         self.loaded.close()
 
     def __enter__(self) -> Object:

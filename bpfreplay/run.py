@@ -52,9 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "prints them (through the map's BTF, else in hex)")
     parser.add_argument("--interval", type=float, metavar="SECONDS",
                         help="with --dump-maps, also print them every SECONDS while running")
-    from bpfreplay import run_attach
+    from bpfreplay import run_attach, run_events
 
     run_attach.add_arguments(parser)
+    run_events.add_arguments(parser)
 
 
 @contextlib.contextmanager
@@ -156,7 +157,9 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
     from bpfreplay.loader.attach import attach_all
     from bpfreplay.loader.globals import set_global
     from bpfreplay.loader.kernel import LoadOptions, ProgramLoadError, load, open_object
+    from bpfreplay.run_events import close_readers, event_reading, open_readers, stream_events
 
+    reading = event_reading(spec, args)  # --event: checked before anything is loaded
     obj = open_object(spec, pin_root_path=args.pin_root)
     attached = False
     try:
@@ -194,7 +197,11 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
         print_iterators(obj, sys.stdout, sys.stderr)
         dumper = _map_dumper(obj, args)
         try:
-            _stream(obj, args.duration, dumper, getattr(args, "interval", None))
+            if reading is None:
+                _stream(obj, args.duration, dumper, getattr(args, "interval", None))
+            else:  # (--interval's periodic dumps are not interleaved with the records)
+                open_readers(obj, reading)
+                stream_events(reading, args.duration)
         except KeyboardInterrupt:
             if dumper is None:
                 raise
@@ -207,7 +214,11 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
         return RAN if attached else INTERRUPTED
     finally:
         with _signals_held():
-            obj.close()
+            try:
+                if reading is not None:
+                    close_readers(reading)
+            finally:
+                obj.close()
 
 
 def _print_loaded(obj: Any, notes: list[str]) -> None:

@@ -9,14 +9,7 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-struct event {
-	int pid;
-	int ppid;
-	unsigned exit_code;
-	unsigned long long duration_ns;
-	char comm[16];
-	bool exit_event;
-};
+#include "bootstrap.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -7,11 +7,7 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
-struct event {
-	int pid;
-	int ppid;
-	char comm[16];
-};
+#include "bootstrap_legacy.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);

@@ -202,6 +202,18 @@ RUNTIME_APPS: tuple[RuntimeApp, ...] = (
     # calls the recorder records: the text read is compared in the test instead)
     RuntimeApp("task_iter", "task_iter", BUILD / "task_iter_app", (), (), False,
                ("bpf BPF_ITER_CREATE", "close"), hand_attached=("list_tasks",)),
+    # ring_buffer__new(): the map's info, the consumer and data mappings; their munmaps
+    # at ring_buffer__free()
+    RuntimeApp("bootstrap", "bootstrap", BUILD / "bootstrap_app", (),
+               ("--event", "struct event", "--header", str(CORPUS_DIR / "bootstrap.h")),
+               False, ("bpf BPF_OBJ_GET_INFO_BY_FD", "mmap", "munmap")),
+    # perf_buffer__new(): the map's info, per online CPU the BPF_OUTPUT event, its mmap,
+    # enable and map update; per CPU at perf_buffer__free() the map delete, munmap,
+    # disable and close
+    RuntimeApp("bootstrap_legacy", "bootstrap_legacy", BUILD / "bootstrap_legacy_app", (),
+               ("--event", "struct event"), False,
+               ("bpf BPF_OBJ_GET_INFO_BY_FD", "perf_event_open", "mmap", "ioctl",
+                "bpf BPF_MAP_UPDATE_ELEM", "bpf BPF_MAP_DELETE_ELEM", "munmap", "close")),
 )
 
 
