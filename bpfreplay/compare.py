@@ -304,6 +304,11 @@ _INFO_KERNEL_STATE = frozenset({"id", "btf_id", "prog_id", "load_time", "run_tim
                                 "netns_ino"})
 
 
+_INFO_KERNEL_BUFFERS = frozenset("info." + name for name in (
+    "map_ids", "jited_ksyms", "jited_prog_insns", "xlated_prog_insns", "jited_line_info",
+    "kprobe_multi.addrs"))
+
+
 _LINK_TYPES = {v: k for k, v in enum_values("bpf_link_type").items()}
 _PERF_EVENT_MEMBERS = {1: "uprobe.", 2: "uprobe.", 3: "kprobe.", 4: "kprobe.",
                        5: "tracepoint.", 6: "event."}  # enum bpf_perf_event_type
@@ -356,6 +361,10 @@ def _payload(data: bytes, objects: _Objects, pid: int, field_name: str,
              info_kind: str = "") -> Any:
     if field_name == "info":
         return _info(data, info_kind)
+    if field_name in _INFO_KERNEL_BUFFERS:
+        # What an info's own pointers reached that the kernel hands out per load: ids,
+        # addresses, machine code and instructions holding map ids (rule 4).
+        return f"{KERNEL_STATE} ({len(data)} bytes)"
     if field_name == "insns":
         return _insns(data, objects)
     if field_name == "fd_array":

@@ -78,6 +78,8 @@ def call_to_json(record: dict[str, Any], explained: Any = None) -> dict[str, Any
             out["notes"] = notes
         if explained.objects:
             out["objects"] = explained.objects
+        if explained.info:
+            out["info"] = explained.info
     return out
 
 

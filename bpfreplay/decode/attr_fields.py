@@ -27,8 +27,8 @@ class FieldValue:
     size: int  # bytes (for a bitfield: its storage unit)
     raw: int | bytes  # the unsigned value; the bytes of a char[] field
     text: str  # "BPF_PROG_TYPE_TRACEPOINT", "BPF_F_MMAPABLE|0x100", '"minimal_.rodata"'
-    # "enum" "flags" "fd" "pointer" "size" "count" "string" "int" "id", and "bit" for a
-    # one-bit (or few-bit) perf_event_attr bitfield.
+    # "enum" "flags" "fd" "pointer" "size" "count" "string" "int" "id", "bytes" (hex), and
+    # "bit" for a one-bit (or few-bit) perf_event_attr bitfield.
     role: str
 
 
@@ -71,6 +71,7 @@ class Spec(NamedTuple):
 
 ENUM, FLAGS, FD, POINTER = "enum", "flags", "fd", "pointer"
 SIZE, COUNT, STRING, INT, ID, BIT = "size", "count", "string", "int", "id", "bit"
+HEX_BYTES = "bytes"  # a byte array shown as hex digits in memory order (a program's tag)
 
 
 class ViewField(NamedTuple):
@@ -261,6 +262,8 @@ def decode_view(struct: str, size: int, data: bytes, view: Iterable[ViewField],
         if spec.role == STRING:
             raw: int | bytes = chunk
             text = c_string(chunk)
+        elif spec.role == HEX_BYTES:
+            raw, text = chunk, chunk.hex()
         else:
             value = int.from_bytes(chunk.ljust(f.size, b"\0"), "little")
             if f.bit_size:

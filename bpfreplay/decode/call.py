@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import errno as errno_module
 import os
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from bpfreplay.decode.attr_fields import DecodedAttr, FieldValue, c_string
+from bpfreplay.decode.attr_fields import DecodedAttr, FieldValue, c_string, flags_text
 from bpfreplay.decode.fds import FdCursor, FdLife, FdTracker
 from bpfreplay.decode.probes import CallLabel, StreamLabels, label_calls
 from bpfreplay.decode.probes import Context as ProbeContext
@@ -45,6 +46,8 @@ class ExplainedCall:
     fields: list[tuple[str, str]] = field(default_factory=list)  # every field, -v
     sections: list[Section] = field(default_factory=list)  # payloads decoded, -v
     objects: dict[str, str] = field(default_factory=dict)  # fd field -> object it names
+    info: dict[str, str] = field(default_factory=dict)  # OBJ_GET_INFO_BY_FD: the answer
+    shown: set[str] = field(default_factory=set)  # payloads a section already decoded
 
     @property
     def failed(self) -> bool:
@@ -80,8 +83,12 @@ class _DecodeContext:
 
     def __init__(self, *, tracepoint_name: Callable[[int], str | None] | None = None,
                  pmu_name: Callable[[int], str | None] | None = None) -> None:
+        from bpfreplay.decode.info import InfoNames
+
         self.tracepoint_name = tracepoint_name
         self.pmu_name = pmu_name
+        # fds made by *_GET_FD_BY_ID, named after their info (filled before decoding)
+        self.info_names = InfoNames()
 
     def label_of(self, record: Call) -> CallLabel | None:
         raise NotImplementedError
@@ -139,6 +146,8 @@ class TraceContext(_DecodeContext):
             else:
                 self.malformed[id(c)] = problem
         self.tracker = FdTracker(self.calls)
+        for c in self.tracker.calls:
+            self.info_names.see(c)
         self.labels = {label.index: label for label in label_calls(self.tracker.calls)}
 
     def label_of(self, record: Call) -> CallLabel | None:
@@ -160,8 +169,11 @@ def explain_calls(calls: Iterable[Call], *, sections: bool = True,
 class _StreamContext(_DecodeContext):
     """Pass 2 of ``ExplainStream``: the fds and the label of the call it is at."""
 
-    def __init__(self, labels: StreamLabels, problems: dict[int, str], **context: Any):
+    def __init__(self, labels: StreamLabels, problems: dict[int, str],
+                 info_names: Any = None, **context: Any):
         super().__init__(**context)
+        if info_names is not None:
+            self.info_names = info_names
         self.labels = labels
         self.problems = problems
         self.tracker = FdCursor()
@@ -207,11 +219,13 @@ class ExplainStream:
     def __iter__(self) -> Iterator[ExplainedCall]:
         from itertools import islice
 
+        from bpfreplay.decode.info import InfoNames
         from bpfreplay.decode.probes import NeedsWholeTrace, scan_labels
         from bpfreplay.trace.schema import call_record_problem
 
         problems: dict[int, str] = {}
         count = 0
+        info_names = InfoNames()
 
         def well_formed() -> Iterator[Call]:
             nonlocal count
@@ -219,6 +233,7 @@ class ExplainStream:
                 count = position + 1
                 problem = call_record_problem(record)
                 if problem is None:
+                    info_names.see(record)
                     yield record
                 else:
                     problems[position] = problem
@@ -233,7 +248,7 @@ class ExplainStream:
                 yield explain_call(record, ctx, sections=self.sections)
             return
         self.malformed = len(problems)
-        stream = _StreamContext(labels, problems, **self.context)
+        stream = _StreamContext(labels, problems, info_names, **self.context)
         for position, record in enumerate(islice(self._records(), count)):
             stream.at(position, record)
             yield explain_call(record, stream, sections=self.sections)
@@ -281,7 +296,7 @@ def describe_object(creator: Call, ctx: _DecodeContext | None = None) -> str:
     if syscall != "bpf":
         return str((creator.get("object") or {}).get("kind", syscall))
     name = cmd_name(creator.get("cmd", -1)) or ""
-    from bpfreplay.decode.fds import attr_string
+    from bpfreplay.decode.fds import attr_field, attr_string
 
     if name == "BPF_MAP_CREATE":
         return "map " + (attr_string(creator, "map_name") or "(no name)")
@@ -291,6 +306,13 @@ def describe_object(creator: Call, ctx: _DecodeContext | None = None) -> str:
         return "btf"
     if name in ("BPF_LINK_CREATE", "BPF_RAW_TRACEPOINT_OPEN"):
         return "link"
+    if name in ("BPF_PROG_GET_FD_BY_ID", "BPF_MAP_GET_FD_BY_ID", "BPF_BTF_GET_FD_BY_ID",
+                "BPF_LINK_GET_FD_BY_ID"):
+        named = ctx.info_names.names.get(creator.get("index", -1)) if ctx is not None else None
+        if named:
+            return named
+        kind = name.removeprefix("BPF_").removesuffix("_GET_FD_BY_ID").lower()
+        return f"{kind} id {attr_field(creator, kind + '_id')}"
     if name == "BPF_OBJ_GET":
         return "pinned " + ((creator.get("in") or {}).get("pathname") or b"").decode(
             errors="replace")
@@ -372,8 +394,10 @@ def _explain_bpf(explained: ExplainedCall, ctx: _DecodeContext, sections: bool) 
     if "common" in record:
         common_attr = decode_common_attr(record["common"])
         common = f", {_format_fields(common_attr)}, {len(record['common'])}"
+    answer = _attr_answer(cmd, name, decoded, record)
     explained.line = (f"bpf({name}{' | BPF_COMMON_ATTRS' if cmd & BPF_COMMON_ATTRS else ''}, "
-                      f"{{{', '.join(shown)}}}, {size}{common}) = {_ret_text(record, ctx)}")
+                      f"{{{', '.join(shown)}}}{answer}, {size}{common}) = "
+                      f"{_ret_text(record, ctx)}")
     if not sections:
         return
     if "attr_out" in record:
@@ -384,6 +408,25 @@ def _explain_bpf(explained: ExplainedCall, ctx: _DecodeContext, sections: bool) 
         if changed:
             explained.sections.append(Section("written back by the kernel", changed))
     _payload_sections(explained, ctx, name, decoded, inputs, outputs)
+
+
+# Commands whose answer is in the attr the kernel wrote back (next_id, prog_cnt, count,
+# fd_type ...): the one-line form shows it after the input, `` => {next_id=42}``. The
+# loads' log_true_size is left to -v.
+_ANSWERED_IN_ATTR = frozenset({
+    "BPF_PROG_GET_NEXT_ID", "BPF_MAP_GET_NEXT_ID", "BPF_BTF_GET_NEXT_ID",
+    "BPF_LINK_GET_NEXT_ID", "BPF_PROG_QUERY", "BPF_MAP_LOOKUP_BATCH",
+    "BPF_MAP_LOOKUP_AND_DELETE_BATCH", "BPF_MAP_UPDATE_BATCH", "BPF_MAP_DELETE_BATCH",
+    "BPF_TASK_FD_QUERY", "BPF_PROG_TEST_RUN", "BPF_PROG_RUN"})
+
+
+def _attr_answer(cmd: int, name: str, decoded: DecodedAttr, record: Call) -> str:
+    if name not in _ANSWERED_IN_ATTR or "attr_out" not in record or record.get("ret") == -1:
+        return ""
+    before = {f.name: f.text for f in decoded.fields}
+    after = _decode_attr(cmd, record["attr_out"], at_exit=True)
+    changed = [f"{f.name}={f.text}" for f in after.fields if before.get(f.name) != f.text]
+    return f" => {{{', '.join(changed)}}}" if changed else ""
 
 
 def _decode_attr(cmd: int, attr: bytes, *, at_exit: bool = False) -> DecodedAttr:
@@ -426,10 +469,36 @@ def _field_text(f: FieldValue, explained: ExplainedCall, ctx: _DecodeContext,
         return _fd_text(f.text, f.name, explained, ctx)
     if f.role != "pointer" or not f.raw:
         return f.text
-    data = inputs.get(f.name, outputs.get(f.name))
+    if f.name == "info" and cmd == "BPF_OBJ_GET_INFO_BY_FD" and "info" in outputs:
+        short = _info_short(explained, ctx, outputs)
+        if short is not None:
+            return short
+    # A payload recorded both ways (an inout buffer): what the kernel wrote.
+    data = outputs.get(f.name, inputs.get(f.name))
     if data is None:
         return f.text
     return _short_payload(f.name, data, explained, ctx, cmd)
+
+
+def _info_kind(explained: ExplainedCall, ctx: _DecodeContext) -> str:
+    from bpfreplay.decode.info import kind_of_creator
+
+    return kind_of_creator(ctx.tracker.creator(ctx.tracker.reference(explained.index,
+                                                                     "bpf_fd")))
+
+
+def _info_short(explained: ExplainedCall, ctx: _DecodeContext,
+                outputs: dict[str, bytes]) -> str | None:
+    """OBJ_GET_INFO_BY_FD's answer on the one-line form (and in ``explained.info``)."""
+    from bpfreplay.decode.info import decode_info, info_texts, short_info
+
+    kind = _info_kind(explained, ctx)
+    try:
+        decoded = decode_info(kind, outputs["info"])
+    except DecodeError:
+        return None
+    explained.info = info_texts(decoded, outputs)
+    return short_info(kind, decoded, outputs)
 
 
 def _short_payload(name: str, data: bytes, explained: ExplainedCall, ctx: _DecodeContext,
@@ -489,16 +558,61 @@ def _payload_sections(explained: ExplainedCall, ctx: _DecodeContext, cmd: str,
     for key in ("key", "value", "next_key", "keys", "values", "in_batch", "out_batch"):
         for direction, source in (("in", inputs), ("out", outputs)):
             if key in source:
+                data = source[key]
+                lines = _batch_elements(explained, ctx, key, data) \
+                    if key in ("keys", "values") else _map_data(explained, ctx, key, data)
                 explained.sections.append(Section(
                     f"{key} ({'passed' if direction == 'in' else 'returned'}, "
-                    f"{len(source[key])} bytes)", _map_data(explained, ctx, key, source[key])))
+                    f"{len(data)} bytes)", lines))
+    if cmd == "BPF_OBJ_GET_INFO_BY_FD" and "info" in outputs:
+        _info_sections(explained, ctx, inputs, outputs)
+    for key in ("prog_ids", "link_ids", "prog_attach_flags", "link_attach_flags"):
+        if key in outputs:  # PROG_QUERY's answer
+            explained.shown.add(key)
+            values = [v for (v,) in struct.iter_unpack("<I", outputs[key][:len(outputs[key])
+                                                                        // 4 * 4])]
+            texts = [str(v) for v in values] if key.endswith("_ids") else \
+                [flags_text("flags:attach_flags", v) for v in values]
+            explained.sections.append(Section(f"{key} (returned, {len(values)})",
+                                              [", ".join(texts[i:i + 8])
+                                               for i in range(0, len(texts), 8)] or ["(none)"]))
     for other in sorted(set(inputs) | set(outputs)):
         if other in ("insns", "btf", "license", "func_info", "line_info", "log_buf",
                      "btf_log_buf", "common.log_buf", "key", "value", "next_key", "keys",
-                     "values", "in_batch", "out_batch"):
+                     "values", "in_batch", "out_batch") or other in explained.shown:
             continue
-        data = inputs.get(other, outputs.get(other, b""))
-        explained.sections.append(Section(other, _hexdump(data)))
+        # A payload recorded both ways (an inout buffer): what the kernel wrote.
+        data = outputs.get(other, inputs.get(other, b""))
+        title = other + (" (returned)" if other in outputs and other in inputs else "")
+        explained.sections.append(Section(title, _hexdump(data)))
+
+
+def _info_sections(explained: ExplainedCall, ctx: _DecodeContext, inputs: dict[str, bytes],
+                   outputs: dict[str, bytes]) -> None:
+    """The info struct the kernel wrote, field by field (``asked => answered`` where it
+    changed what the caller passed), then each buffer its own pointers reached."""
+    from bpfreplay.decode.info import (
+        changed_fields,
+        decode_info,
+        info_buffer_lines,
+        info_struct_of,
+    )
+
+    kind = _info_kind(explained, ctx)
+    try:
+        answered = decode_info(kind, outputs["info"])
+    except DecodeError:
+        return
+    asked = decode_info(kind, inputs["info"]) if "info" in inputs else None
+    lines = changed_fields(asked, answered, outputs) + [f"! {n}" for n in _attr_notes(answered)]
+    explained.sections.append(Section(
+        f"info (returned, {len(outputs['info'])} bytes): struct {info_struct_of(kind)}", lines))
+    explained.shown.add("info")
+    for key in sorted(k for k in outputs if k.startswith("info.")):
+        explained.shown.add(key)
+        data = outputs[key]
+        lines = info_buffer_lines(kind, key[len("info."):], data, answered) or _hexdump(data)
+        explained.sections.append(Section(f"{key} (returned, {len(data)} bytes)", lines))
 
 
 def _instructions(explained: ExplainedCall, ctx: _DecodeContext) -> list[str]:
@@ -553,6 +667,29 @@ def _map_data(explained: ExplainedCall, ctx: _DecodeContext, key: str, data: byt
             return [format_btf_value(btf, type_id, data[:size])] + lines
     except DecodeError:
         pass
+    return lines
+
+
+def _batch_elements(explained: ExplainedCall, ctx: _DecodeContext, key: str,
+                    data: bytes) -> list[str]:
+    """A batch's keys or values one element a line (through the map's BTF where the
+    trace made the map): ``count`` elements, as the kernel wrote back how many it did."""
+    from bpfreplay.decode.fds import attr_field
+
+    record = explained.record
+    done = attr_field({**record, "attr": record.get("attr_out", record.get("attr"))}, "count")
+    if not done or len(data) % done:
+        return _map_data(explained, ctx, key, data)
+    size = len(data) // done
+    one = "key" if key == "keys" else "value"
+    lines = []
+    for i in range(min(done, 256)):
+        element = data[i * size:(i + 1) * size]
+        shown = _map_data(explained, ctx, one, element)
+        text = shown[0] if len(shown) > len(_hexdump(element)) else element.hex(" ")
+        lines.append(f"[{i}] {text}")
+    if done > 256:
+        lines.append(f"... {done - 256} more")
     return lines
 
 

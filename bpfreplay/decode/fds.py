@@ -25,6 +25,7 @@ from bpfreplay.uapi.fds import (
     FD_FIELDS,
     LD_IMM64,
     PERF_EVENT_IOC_SET_BPF,
+    PSEUDO_BTF_ID,
     PSEUDO_MAP_FD,
     PSEUDO_MAP_VALUE,
 )
@@ -132,10 +133,17 @@ def fd_references(call: Call) -> list[tuple[str, int]]:
             if fd:
                 refs.append((field_name, fd))
         if name == "BPF_PROG_LOAD":
-            for i, (code, _dst, src, _off, imm) in enumerate(instructions(call)):
+            insns = instructions(call)
+            for i, (code, _dst, src, _off, imm) in enumerate(insns):
                 if code == LD_IMM64 and src in (PSEUDO_MAP_FD, PSEUDO_MAP_VALUE):
                     fd = _as_fd(imm)
                     if fd is not None:
+                        refs.append((f"insns[{i}]", fd))
+                elif code == LD_IMM64 and src == PSEUDO_BTF_ID and i + 1 < len(insns):
+                    # a ksym's BTF object: insn[1].imm, 0 for vmlinux (the kernel's
+                    # check_pseudo_btf_id())
+                    fd = _as_fd(insns[i + 1][4])
+                    if fd:
                         refs.append((f"insns[{i}]", fd))
             fd_array = buffer(call, "fd_array")
             for i, (fd,) in enumerate(struct.iter_unpack("<i", fd_array[:len(fd_array) // 4 * 4])):

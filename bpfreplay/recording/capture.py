@@ -21,6 +21,7 @@ from bpfreplay.uapi.pointers import (
     CSTRING_MAX,
     MapShape,
     compiled_command,
+    plan_info_buffers,
     planned_buffers,
     read_field,
 )
@@ -286,6 +287,8 @@ class CallCapture:
         out, faults, _ = self._copy_buffers(process, cmd, attr, True)
         if record["ret"] < 0:  # failed: keep what the kernel explains (logs), not stale outputs
             out = {k: v for k, v in out.items() if k in ("log_buf", "btf_log_buf")}
+        if name == "BPF_OBJ_GET_INFO_BY_FD" and record["ret"] >= 0 and "info" in out:
+            self._info_buffers(process, cmd, attr, record, out, faults)
         if out:
             record["out"] = out
         if faults and record["ret"] >= 0:
@@ -303,6 +306,24 @@ class CallCapture:
                 facts.setdefault("value_size", read_field(attr, layout_fields["value_size"]))
             process.fds[record["ret"]] = facts
             record["object"] = facts
+
+    def _info_buffers(self, process: Process, cmd: int, attr: bytes, record: dict[str, Any],
+                      out: dict[str, bytes], faults: dict[str, str]) -> None:
+        """The buffers the info struct's own pointers reach (map_ids, xlated_prog_insns, a
+        BTF's name ...), as the kernel filled them: ``out["info.<pointer>"]``."""
+        fd = _s32(read_field(attr, compiled_command(cmd).fields["bpf_fd"]))
+        known = process.fds.get(fd)
+        if known is None:  # an fd opened before we came, or one we were not told of
+            known = procfs.object_facts(process.pid, fd)
+        info_in = (record.get("in") or {}).get("info", b"")
+        mem = process.mem()
+        for field_name, address, length, text in plan_info_buffers(
+                str(known.get("kind", "")), info_in, out["info"]):
+            try:
+                out["info." + field_name] = (mem.read_until_nul(address, length) if text
+                                             else mem.read(address, length))
+            except OSError as e:
+                faults["info." + field_name] = os.strerror(e.errno) if e.errno else str(e)
 
     def _common_log(self, process: Process, record: dict[str, Any]) -> None:
         layout = struct_layout("bpf_common_attr")

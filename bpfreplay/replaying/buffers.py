@@ -18,29 +18,25 @@ from bpfreplay import sys as bsys
 from bpfreplay.replaying.errors import NotReproducible
 from bpfreplay.replaying.remap import read_at, write_at
 from bpfreplay.uapi import struct_layout
-from bpfreplay.uapi.pointers import IN, INOUT, OUT, CompiledCommand, MapShape
+from bpfreplay.uapi.pointers import (
+    IN,
+    INFO_BUFFERS,
+    INFO_STRUCTS,
+    INOUT,
+    OUT,
+    CompiledCommand,
+    MapShape,
+)
 
 # Larger output buffers than this are refused rather than allocated (a verifier log of
 # libbpf's largest retry is 16 MiB).
 MAX_BUFFER = 64 << 20
 
 # Inside the info structs: pointer -> (length field, element size or the field that
-# holds it), as bpftool and libbpf size the buffers they pass.
+# holds it), as bpftool and libbpf size the buffers they pass (uapi/pointers.py's table).
 _INFO_BUFFERS: dict[str, dict[str, tuple[str, int | str]]] = {
-    "bpf_btf_info": {"btf": ("btf_size", 1), "name": ("name_len", 1)},
-    "bpf_map_info": {"hash": ("hash_size", 1)},
-    "bpf_prog_info": {
-        "jited_prog_insns": ("jited_prog_len", 1), "xlated_prog_insns": ("xlated_prog_len", 1),
-        "map_ids": ("nr_map_ids", 4), "jited_ksyms": ("nr_jited_ksyms", 8),
-        "jited_func_lens": ("nr_jited_func_lens", 4),
-        "func_info": ("nr_func_info", "func_info_rec_size"),
-        "line_info": ("nr_line_info", "line_info_rec_size"),
-        "jited_line_info": ("nr_jited_line_info", "jited_line_info_rec_size"),
-        "prog_tags": ("nr_prog_tags", 8)},
-}
-# The info struct of each kind of object an fd of the trace names.
-INFO_STRUCTS = {"btf": "bpf_btf_info", "map": "bpf_map_info", "prog": "bpf_prog_info",
-                "link": "bpf_link_info"}
+    struct: {b.pointer: (b.count, b.element) for b in buffers}
+    for struct, buffers in INFO_BUFFERS.items() if struct != "bpf_link_info"}
 
 
 def _allocate(keep: bsys.Buffers, content: bytes, length: int) -> int:

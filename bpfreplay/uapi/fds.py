@@ -51,6 +51,9 @@ FD_FIELDS: dict[str, tuple[str, ...]] = {
 # ld_imm64 source registers whose immediate is a map fd (BPF_PSEUDO_MAP_FD,
 # BPF_PSEUDO_MAP_VALUE); the other pseudo forms index fd_array or name BTF ids.
 PSEUDO_MAP_FD, PSEUDO_MAP_VALUE = 1, 2
+# ld_imm64 of a ksym by BTF id (BPF_PSEUDO_BTF_ID): the second slot's imm is the fd of
+# the module BTF that holds it (0: vmlinux).
+PSEUDO_BTF_ID = 3
 LD_IMM64 = 0x18
 
 # perf ioctls whose argument is a BPF program fd.

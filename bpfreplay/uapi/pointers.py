@@ -443,3 +443,125 @@ def fd_array_entries(insns: bytes) -> int:
         elif code == _CALL and src == _PSEUDO_KFUNC_CALL and off > 0:
             highest = max(highest, off)
     return highest + 1
+
+
+# ------------------------------------------------ buffers inside OBJ_GET_INFO_BY_FD's info
+
+# The info struct the kernel writes for each kind of object an fd names
+# (bpf_obj_get_info_by_fd() in kernel/bpf/syscall.c dispatches on the fd's file ops).
+INFO_STRUCTS = {"prog": "bpf_prog_info", "map": "bpf_map_info", "btf": "bpf_btf_info",
+                "link": "bpf_link_info"}
+
+
+class InfoBuffer(NamedTuple):
+    """A user pointer inside an info struct: ``count`` elements of ``element`` bytes (or
+    of the size another field says). The caller's ``count`` sizes the buffer, the kernel
+    writes back how many it has and fills the smaller of the two. ``text``: a string the
+    kernel ends with a NUL (the caller's count is the buffer's size)."""
+
+    pointer: str
+    count: str
+    element: int | str
+    text: bool = False
+
+
+INFO_BUFFERS: dict[str, tuple[InfoBuffer, ...]] = {
+    "bpf_prog_info": (
+        InfoBuffer("jited_prog_insns", "jited_prog_len", 1),
+        InfoBuffer("xlated_prog_insns", "xlated_prog_len", 1),
+        InfoBuffer("map_ids", "nr_map_ids", 4),
+        InfoBuffer("jited_ksyms", "nr_jited_ksyms", 8),
+        InfoBuffer("jited_func_lens", "nr_jited_func_lens", 4),
+        InfoBuffer("func_info", "nr_func_info", "func_info_rec_size"),
+        InfoBuffer("line_info", "nr_line_info", "line_info_rec_size"),
+        InfoBuffer("jited_line_info", "nr_jited_line_info", "jited_line_info_rec_size"),
+        InfoBuffer("prog_tags", "nr_prog_tags", 8),
+    ),
+    "bpf_map_info": (InfoBuffer("hash", "hash_size", 1),),
+    "bpf_btf_info": (InfoBuffer("btf", "btf_size", 1), InfoBuffer("name", "name_len", 1, True)),
+    # bpf_link_info: one union member per link type (see info_fields_of); only that
+    # member's pointers mean anything.
+    "bpf_link_info": (
+        InfoBuffer("raw_tracepoint.tp_name", "raw_tracepoint.tp_name_len", 1, True),
+        InfoBuffer("iter.target_name", "iter.target_name_len", 1, True),
+        InfoBuffer("perf_event.uprobe.file_name", "perf_event.uprobe.name_len", 1, True),
+        InfoBuffer("perf_event.kprobe.func_name", "perf_event.kprobe.name_len", 1, True),
+        InfoBuffer("perf_event.tracepoint.tp_name", "perf_event.tracepoint.name_len", 1, True),
+        InfoBuffer("kprobe_multi.addrs", "kprobe_multi.count", 8),
+        InfoBuffer("kprobe_multi.cookies", "kprobe_multi.count", 8),
+        InfoBuffer("uprobe_multi.path", "uprobe_multi.path_size", 1, True),
+        InfoBuffer("uprobe_multi.offsets", "uprobe_multi.count", 8),
+        InfoBuffer("uprobe_multi.ref_ctr_offsets", "uprobe_multi.count", 8),
+        InfoBuffer("uprobe_multi.cookies", "uprobe_multi.count", 8),
+    ),
+}
+
+# enum bpf_perf_event_type -> the member of bpf_link_info.perf_event it fills
+_PERF_EVENT_MEMBERS = {1: "uprobe", 2: "uprobe", 3: "kprobe", 4: "kprobe", 5: "tracepoint",
+                       6: "event"}
+# Larger buffers than this inside an info struct are not copied (a count that big is
+# the caller's garbage, not a buffer it allocated).
+INFO_BUFFER_MAX = 64 << 20
+
+
+def link_info_member(info: bytes) -> str:
+    """The union member of a bpf_link_info its type means, as a dotted prefix
+    (``raw_tracepoint.``, ``perf_event.kprobe.``); "" for a type no member serves."""
+    if len(info) < 4:
+        return ""
+    link_type = next((name for name, value in enum_values("bpf_link_type").items()
+                      if value == int.from_bytes(info[:4], "little")
+                      and not name.startswith("__")), "")
+    member = link_type.removeprefix("BPF_LINK_TYPE_").lower()
+    if member == "perf_event":
+        perf_type = int.from_bytes(info[16:20], "little") if len(info) >= 20 else 0
+        return f"perf_event.{_PERF_EVENT_MEMBERS.get(perf_type, '(none)')}."
+    return member + "." if member else ""
+
+
+def info_fields_of(struct_name: str, info: bytes) -> list[Field]:
+    """The fields of an info struct this object's info means: for a link, the members of
+    its type's union member (and ``perf_event.type``); every field of the others."""
+    from bpfreplay.uapi import struct_layout
+
+    layout = struct_layout(struct_name)
+    if layout is None:
+        return []
+    if struct_name != "bpf_link_info":
+        return list(layout.fields)
+    member = link_info_member(info)
+    return [f for f in layout.fields
+            if "." not in f.name or (member and f.name.startswith(member))
+            or (member.startswith("perf_event.") and f.name == "perf_event.type")]
+
+
+def plan_info_buffers(kind: str, info_in: bytes, info_out: bytes,
+                      ) -> list[tuple[str, int, int, bool]]:
+    """(field, address, length, text) of each buffer the kernel filled in answer to an
+    OBJ_GET_INFO_BY_FD of a ``kind`` fd (``prog``, ``map``, ``btf``, ``link``): the
+    pointers the caller set in ``info_in``, each as long as the smaller of the count it
+    passed and the count the kernel wrote back in ``info_out`` (a string: the caller's
+    buffer, up to its NUL). Fields named ``info.<pointer>`` in a trace's ``out``."""
+    struct_name = INFO_STRUCTS.get(kind)
+    if struct_name is None:
+        return []
+    fields = {f.name: f for f in info_fields_of(struct_name, info_out)}
+    planned = []
+    for b in INFO_BUFFERS.get(struct_name, ()):
+        pointer, count = fields.get(b.pointer), fields.get(b.count)
+        if pointer is None or count is None or pointer.end > len(info_in):
+            continue
+        address = read_field(info_in, pointer)
+        if not address:
+            continue
+        asked, have = read_field(info_in, count), read_field(info_out, count)
+        if b.text:
+            length = asked
+        else:
+            size_field = fields.get(b.element) if isinstance(b.element, str) else None
+            element = b.element if isinstance(b.element, int) else (
+                read_field(info_out, size_field) if size_field is not None else 0)
+            length = min(asked, have) * element
+        if 0 < length <= INFO_BUFFER_MAX:
+            planned.append((b.pointer, address, length, b.text))
+    return planned
