@@ -20,7 +20,9 @@ from bpfreplay.errors import LoaderError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from bpfreplay.loader.globals import Variable
     from bpfreplay.loader.kernel import Link, LoadedMap, LoadedObject, LoadedProgram
+    from bpfreplay.loader.spec import ObjectSpec
     from bpfreplay.map_contents import TypedMap
     from bpfreplay.runtime.readers import PerfBufferReader, RingBufferReader
 
@@ -29,30 +31,19 @@ def load(path: str, globals: Mapping[str, int | str] | None = None, *,  # noqa: 
          name: str | None = None, pin_root: str | None = None,
          attach: bool = True) -> Object:
     """Open, set ``globals`` (name -> integer, or "self" for our pid), load and (unless
-    ``attach`` is False) auto-attach the object at ``path``. On any error nothing is
+    ``attach`` is False) auto-attach the object at ``path``: Object.open(), set_global(),
+    load(), attach(), as a skeleton's open_and_load + attach. On any error nothing is
     left loaded."""
-    import os
-
-    from bpfreplay.loader.attach import attach_all
-    from bpfreplay.loader.globals import set_global
-    from bpfreplay.loader.kernel import LoadOptions, open_object
-    from bpfreplay.loader.kernel import load as kernel_load
-    from bpfreplay.loader.spec import load_spec, skeleton_name
-
-    if not os.path.exists(path):
-        raise LoaderError(f"opening {path}: no such file")
-    spec = load_spec(path, name=name or skeleton_name(path))
-    loaded = open_object(spec, pin_root_path=pin_root)
+    obj = Object.open(path, name=name, pin_root=pin_root)
     try:
         for var_name, value in (globals or {}).items():
-            set_global(loaded, f"{var_name}={value}")
-        kernel_load(loaded, LoadOptions())
-        obj = Object(loaded)
+            obj.set_global(f"{var_name}={value}")
+        obj.load()
         if attach:
-            obj.notes = attach_all(loaded)
+            obj.attach()
         return obj
     except BaseException:
-        loaded.close()
+        obj.close()
         raise
 
 
@@ -80,6 +71,54 @@ class Object:
         """The links made so far (auto-attach, then the attach calls): the teardown
         destroys them in this order."""
         return self.loaded.links
+
+    @classmethod
+    def open(cls, path: str, *, name: str | None = None,
+             pin_root: str | None = None) -> Object:
+        """bpf_object__open(): the object at ``path`` read (its name: ``name``, else as
+        bpftool gen skeleton names it), nothing in the kernel yet; then set_global(),
+        load(), attach()."""
+        import os
+
+        from bpfreplay.loader.spec import load_spec, skeleton_name
+
+        if not os.path.exists(path):
+            raise LoaderError(f"opening {path}: no such file")
+        return cls.from_spec(load_spec(path, name=name or skeleton_name(path)),
+                             pin_root=pin_root)
+
+    @classmethod
+    def from_spec(cls, spec: ObjectSpec, *, pin_root: str | None = None) -> Object:
+        """Object.open() of an object already read (bpfreplay.loader.spec.load_spec());
+        ``pin_root``: where maps pinned by name are looked for (libbpf's
+        pin_root_path)."""
+        from bpfreplay.loader.kernel import open_object
+
+        return cls(open_object(spec, pin_root_path=pin_root))
+
+    def set_global(self, assignment: str) -> Variable:
+        """NAME=VALUE (an integer, or "self" for our pid) written into the global's data
+        map image before load, as ``skel->bss->NAME = VALUE``; after load only .bss and
+        .data variables can be written (their maps are mapped)."""
+        from bpfreplay.loader.globals import set_global
+
+        return set_global(self.loaded, assignment)
+
+    def load(self) -> None:
+        """bpf_object__load(): maps, programs, the data maps remapped; on an error what
+        was made is closed (ProgramLoadError carries the verifier log)."""
+        from bpfreplay.loader.kernel import LoadOptions
+        from bpfreplay.loader.kernel import load as kernel_load
+
+        kernel_load(self.loaded, LoadOptions())
+
+    def attach(self) -> list[str]:
+        """bpf_object__attach_skeleton(): every program libbpf auto-attaches; the notes
+        (programs left unattached, and why) are returned and kept in ``notes``."""
+        from bpfreplay.loader.attach import attach_all
+
+        self.notes = attach_all(self.loaded)
+        return self.notes
 
     def iterator(self, name: str) -> bytes:
         """One walk of iterator program ``name`` (attached at load): what it wrote."""

@@ -217,3 +217,27 @@ def test_dumpers_corners_are_bpftools(dumpmaps):
         text = dump_text(maps["corners"].fd, cache)[1]
         assert '"it\'s a \\n b"' in text and '"nothing": (nil)' in text
         assert '"wide": 0x10000000000000000000000000' in text
+
+
+def test_object_stages_as_a_skeleton(dumpmaps):
+    """Object.open() makes nothing in the kernel; set_global() then load() make the maps
+    and the program (.rodata holding the value set, as bpftool reads it); attach() the
+    link; close() leaves this process no fd of any of them (the kernel frees them
+    later, in its own time)."""
+    from bpfreplay.api import Object
+
+    obj = Object.open(str(dumpmaps))
+    try:
+        assert all(m.fd < 0 for m in obj.loaded.maps) and not obj.links
+        obj.set_global("target_pid=4242")
+        obj.load()
+        assert not obj.links
+        rodata = obj.maps["dumpmaps.rodata"]
+        info = json.loads(_bpftool("-j", "map", "dump", "id", str(_map_id(rodata.fd))))
+        variables = info[0]["formatted"]["value"][".rodata"]
+        assert {"target_pid": 4242} in variables
+        assert obj.attach() == obj.notes and [link.program for link in obj.links] == ["fill"]
+        ids = [_map_id(m.fd) for m in obj.loaded.maps]
+    finally:
+        obj.close()
+    assert not set(ids) & bpf_ids(os.getpid())["map"]
