@@ -54,7 +54,10 @@ def event_reading(spec: Any, args: argparse.Namespace) -> EventReading | None:
     if header:
         from bpfreplay.runtime.header_btf import header_btf
 
-        return EventReading(find_event_type(header_btf(header, name), name))
+        try:
+            return EventReading(find_event_type(header_btf(header, name), name))
+        except BpfReplayError as e:
+            raise BpfReplayError(f"{e} of --header {header}") from None
     if spec.btf is None:
         raise BpfReplayError(f"--event {name!r}: object '{spec.name}' has no BTF; give the "
                              "header declaring it with --header FILE")

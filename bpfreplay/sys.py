@@ -11,6 +11,10 @@ Every call passes through ``syscall()``, which
   testable without a kernel (aya's ``override_syscall`` idea).
 
 Failures raise ``OSError`` with the kernel's errno.
+
+Not here, by design: epoll (the ring and perf buffer consumers use Python's
+``select.epoll``: it makes and uses no BPF object, and ``record`` does not record it
+either) and netlink (pyroute2).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import re
 import select
 import struct
 import subprocess
+import sys
 import time
 
 import pytest
@@ -173,3 +174,36 @@ def test_run_event_prints_the_exec_of_a_program_we_run(kernel, name, header, pre
     assert status == 0, err[-3000:]
     assert re.search(rf'^{prefix}.*\{{pid = {proc.pid}, ppid = {os.getpid()}, .*'
                      r'comm = "sleep"', line), line
+
+
+def test_record_decoded_through_a_header_type_or_dumped_in_hex():
+    """A record packed as the C compiler lays out bootstrap.h's struct event (read back
+    by clang's own BTF of it), and the same bytes without a type."""
+    from bpfreplay.runtime.events import find_event_type, format_event
+    from bpfreplay.runtime.header_btf import header_btf
+
+    name = "struct event"
+    event = find_event_type(header_btf(str(CORPUS_DIR / "bootstrap.h"), name), name)
+    assert event.size == 48  # int, int, unsigned, (pad), u64, char[16], bool, (pad)
+    data = struct.pack("<iiI4xQ16s?7x", 42, 1, 3, 5_000_000, b"sleep", True)
+    assert format_event(event, data) == ('{pid = 42, ppid = 1, exit_code = 3, duration_ns '
+                                         '= 5000000, comm = "sleep", exit_event = true}')
+    dump = format_event(None, data).splitlines()
+    assert len(dump) == 3 and dump[1].startswith("00000010  ") and "sleep" in dump[1]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--event", "struct nothing", "--header", "HEADER"], "no such type in the BTF"),
+    (["--header", "HEADER"], "give the type to read from it with --event TYPE"),
+    (["--event", "struct event"], "no such type in the BTF of object 'bootstrap_bpf'"),
+    (["--event", "struct event", "--header", "/nonexistent.h"], "no such file"),
+])
+def test_event_options_errors_before_any_load(options, message):
+    """Bad --event/--header input: a clear error and exit 1, before anything is loaded
+    (no kernel needed)."""
+    _built(by_name("bootstrap").path, CORPUS_DIR)
+    argv = [sys.executable, "-m", "bpfreplay.cli", "run", str(by_name("bootstrap").path),
+            *[str(CORPUS_DIR / "bootstrap.h") if o == "HEADER" else o for o in options]]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 1 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and "bpfreplay: map" not in done.stderr

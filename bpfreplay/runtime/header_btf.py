@@ -18,7 +18,8 @@ _PRELUDE = "#include <stdbool.h>\n#include <stddef.h>\n"
 
 
 def header_btf(header: str, type_name: str, *, clang: str | None = None) -> Btf:
-    """The BTF of a unit declaring ``type_name __bpfreplay_event;`` after ``header``."""
+    """The BTF of a unit declaring ``type_name *__bpfreplay_event;`` after ``header`` (a
+    pointer: a type the header does not define compiles, and is then not found)."""
     from bpfreplay.loader.elf import read_elf
 
     if not os.path.isfile(header):
@@ -31,7 +32,7 @@ def header_btf(header: str, type_name: str, *, clang: str | None = None) -> Btf:
         out = os.path.join(work, "event.o")
         with open(unit, "w") as f:
             f.write(f"{_PRELUDE}#include \"{os.path.abspath(header)}\"\n"
-                    f"{type_name} __bpfreplay_event;\n")
+                    f"{type_name} *__bpfreplay_event;\n")
         done = subprocess.run([compiler, "-g", "-O2", "-target", "bpf", "-c", unit, "-o", out,
                                "-I", os.path.dirname(os.path.abspath(header))],
                               capture_output=True, text=True)
