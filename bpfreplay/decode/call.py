@@ -477,6 +477,11 @@ def _field_text(f: FieldValue, explained: ExplainedCall, ctx: _DecodeContext,
     data = outputs.get(f.name, inputs.get(f.name))
     if data is None:
         return f.text
+    items = _array_items(f.name, data, inputs)
+    if items is not None:
+        from bpfreplay.decode.arrays import array_text
+
+        return array_text(items)
     return _short_payload(f.name, data, explained, ctx, cmd)
 
 
@@ -499,6 +504,18 @@ def _info_short(explained: ExplainedCall, ctx: _DecodeContext,
         return None
     explained.info = info_texts(decoded, outputs)
     return short_info(kind, decoded, outputs)
+
+
+def _array_items(name: str, data: bytes, inputs: dict[str, bytes]) -> list[str] | None:
+    """The elements of a pointer array field (strings or numbers), None for other fields."""
+    from bpfreplay.decode.arrays import U64_ARRAYS, string_items, u64_items
+    from bpfreplay.uapi.pointers import STRING_ARRAYS, STRINGS
+
+    if name in STRING_ARRAYS:
+        return string_items(data, inputs.get(name + STRINGS))
+    if name in U64_ARRAYS:
+        return u64_items(data)
+    return None
 
 
 def _short_payload(name: str, data: bytes, explained: ExplainedCall, ctx: _DecodeContext,
@@ -584,7 +601,12 @@ def _payload_sections(explained: ExplainedCall, ctx: _DecodeContext, cmd: str,
         # A payload recorded both ways (an inout buffer): what the kernel wrote.
         data = outputs.get(other, inputs.get(other, b""))
         title = other + (" (returned)" if other in outputs and other in inputs else "")
-        explained.sections.append(Section(title, _hexdump(data)))
+        items = _array_items(other, data, inputs) if other in inputs else None
+        if items is not None:
+            explained.sections.append(Section(f"{other} ({len(items)} elements)", [
+                f"[{i}] {item}" for i, item in enumerate(items)] or ["(empty)"]))
+        elif not _followed_strings(other, inputs):
+            explained.sections.append(Section(title, _hexdump(data)))
 
 
 def _info_sections(explained: ExplainedCall, ctx: _DecodeContext, inputs: dict[str, bytes],
@@ -613,6 +635,14 @@ def _info_sections(explained: ExplainedCall, ctx: _DecodeContext, inputs: dict[s
         data = outputs[key]
         lines = info_buffer_lines(kind, key[len("info."):], data, answered) or _hexdump(data)
         explained.sections.append(Section(f"{key} (returned, {len(data)} bytes)", lines))
+
+
+def _followed_strings(name: str, inputs: dict[str, bytes]) -> bool:
+    """``kprobe_multi.syms.strings``: shown with the array it follows."""
+    from bpfreplay.uapi.pointers import STRING_ARRAYS, STRINGS
+
+    return name.endswith(STRINGS) and name[:-len(STRINGS)] in STRING_ARRAYS \
+        and name[:-len(STRINGS)] in inputs
 
 
 def _instructions(explained: ExplainedCall, ctx: _DecodeContext) -> list[str]:

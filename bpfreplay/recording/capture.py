@@ -19,6 +19,8 @@ from bpfreplay.tracefs import TracepointNames, pmu_types
 from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name, struct_layout
 from bpfreplay.uapi.pointers import (
     CSTRING_MAX,
+    STRING_ARRAYS,
+    STRINGS,
     MapShape,
     compiled_command,
     plan_info_buffers,
@@ -244,6 +246,9 @@ class CallCapture:
             copied.update(more)
             faults.update(more_faults)
             plan = None
+        if not STRING_ARRAYS.isdisjoint(copied):
+            self._follow_strings(process, copied, faults)
+            plan = None  # the strings are read each time: the plan does not hold them
         record["in"] = copied
         if faults:
             record["faults"] = faults
@@ -265,6 +270,29 @@ class CallCapture:
                 process.entry_plans.clear()
             process.entry_plans[(cmd, address, length)] = (attr, plan, low, high)
         return record
+
+    @staticmethod
+    def _follow_strings(process: Process, copied: dict[str, bytes],
+                        faults: dict[str, str]) -> None:
+        """The strings a copied ``char **`` array points to (kprobe_multi.syms), as the
+        kernel reads them (copy_user_syms(): each element a C string); the first that
+        cannot be read ends them, and the fault names its element."""
+        mem = process.mem()
+        for name in STRING_ARRAYS.intersection(copied):
+            array = copied[name]
+            strings = []
+            for i in range(len(array) // 8):
+                address = int.from_bytes(array[i * 8:i * 8 + 8], "little")
+                if not address:
+                    faults[name + STRINGS] = f"element {i}: NULL"
+                    break
+                try:
+                    strings.append(mem.read_cstring(address, CSTRING_MAX) + b"\0")
+                except OSError as e:
+                    faults[name + STRINGS] = \
+                        f"element {i}: {os.strerror(e.errno) if e.errno else e}"
+                    break
+            copied[name + STRINGS] = b"".join(strings)
 
     def bpf_exit(self, process: Process, record: dict[str, Any]) -> None:
         attr = record.get("attr")

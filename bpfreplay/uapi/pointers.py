@@ -164,6 +164,13 @@ BUFFERS["BPF_PROG_RUN"] = BUFFERS["BPF_PROG_TEST_RUN"]
 # Buffers of struct bpf_common_attr (bpf() with BPF_COMMON_ATTRS).
 COMMON_BUFFERS = (Buffer("log_buf", OUT, Log("log_size")),)
 
+# ``char **`` fields: the array (above, copied as it is) holds pointers to NUL-terminated
+# strings, which the recorder follows too (trace format 2): ``in[<field> + STRINGS]`` is
+# the strings in array order, each with its NUL. kprobe_multi.syms is the only one in
+# union bpf_attr up to 6.18 (uprobe_multi.path is one ``const char *``: a CString).
+STRING_ARRAYS = frozenset({"kprobe_multi.syms"})
+STRINGS = ".strings"
+
 # Map types whose lookup/update value holds one slot per possible CPU, each rounded up to 8.
 PERCPU_MAP_TYPES = frozenset(
     enum_values("bpf_map_type").get(name, -1)
