@@ -6,13 +6,17 @@ record``; for every object of ours, the info ``explain --json`` decoded from the
 recording (id, type, name, tag, key/value sizes, map ids, BTF size) must equal what
 bpftool printed in that same run, and the fd its GET_FD_BY_ID made is named after the
 info. The same command under ``strace -v``: its decoding of the prog and map infos
-(type, id, name, tag, sizes) equals ours. Only our objects are looked at: the kernel
-may hold others.
+(type, id, name, tag, sizes) equals ours. Also: a link of ours against ``bpftool link
+show``, map values through the BTF bpftool fetched by id against its ``map dump``,
+GET_NEXT_ID / PROG_QUERY answers against strace's ``A => B``, and a lookup batch's
+elements against the contents crafted.c gave the map. Only our objects are looked at:
+the kernel may hold others.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -26,7 +30,7 @@ from bpfreplay.decode.info import decode_info, info_identity
 from bpfreplay.uapi import cmd_value, struct_layout
 from bpfreplay.uapi.pointers import plan_info_buffers
 from tests.conftest import require_kernel, require_tool
-from tests.test_decode_attrs import CString, parse_strace
+from tests.test_decode_attrs import CString, aligned, crafted_runs, parse_strace  # noqa: F401
 
 OBJECT = Path(__file__).parent / "data/net/build/counters.bpf.o"
 BPFREPLAY = [sys.executable, "-m", "bpfreplay.cli"]
@@ -152,6 +156,78 @@ def test_btf_show_infos_equal_bpftool(ours, tmp_path):
         assert names[b["id"]].endswith(f"<{label}>")
 
 
+def test_get_next_id_answers_are_what_bpftool_listed(ours, tmp_path):
+    """The next_id of each PROG_GET_NEXT_ID, on the one-line form, is what bpftool went
+    on to open and print (ids that vanish in between are opened in vain)."""
+    printed, calls = _record(tmp_path, "prog", "show")
+    answered = set()
+    for c in calls:
+        if c.get("cmd") == "BPF_PROG_GET_NEXT_ID" and c["ret"] == 0:
+            answered.add(int(c["text"].split(" => {next_id=")[1].split("}")[0]))
+    assert {p["id"] for p in printed} <= answered
+    assert ours[0] <= answered
+
+
+def test_map_dump_values_through_the_btf_fetched_by_id(tmp_path):
+    """bpftool map dump opens the map by id, fetches its BTF by id (info.btf) and looks
+    each key up: -v shows each value through that BTF, as bpftool's "formatted"."""
+    require_kernel()
+    import bpfreplay.api as api
+
+    trace = tmp_path / "dump.mp"
+    with api.load(str(OBJECT), attach=False) as obj:
+        counts = obj.maps["counts"]
+        for key in range(counts.max_entries):
+            counts[key] = (1000 + key * 7).to_bytes(8, "little")
+        dumped_id = _fdinfo(counts.fd, "map_id")
+        result = subprocess.run([*BPFREPLAY, "record", "-o", str(trace), "--",
+                                 require_tool("bpftool"), "-j", "map", "dump", "id",
+                                 str(dumped_id)], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+    printed = json.loads(result.stdout)
+    wanted = {str(e["formatted"]["key"]): str(e["formatted"]["value"]) for e in printed}
+    assert len(wanted) == 3 and set(wanted.values()) == {"1000", "1007", "1014"}
+    text = subprocess.run([*BPFREPLAY, "explain", "-v", str(trace)], capture_output=True,
+                          text=True, check=True, timeout=120).stdout
+    shown = {}
+    for block in text.split("bpf(BPF_MAP_LOOKUP_ELEM, ")[1:]:
+        lines = [line.strip() for line in block.splitlines()]
+        key = lines[lines.index(next(x for x in lines if x.startswith("--- key (passed"))) + 1]
+        value = lines[lines.index(next(x for x in lines
+                                       if x.startswith("--- value (returned"))) + 1]
+        assert f"<map counts id {dumped_id}>" in lines[0]
+        shown[key] = value
+    assert shown == wanted
+
+
+@pytest.fixture()
+def our_link():
+    """A tracepoint program of ours attached (a perf_event link): its link and prog id."""
+    require_kernel()
+    import bpfreplay.api as api
+
+    obj_path = Path(__file__).parent / "data/replay/build/counter.bpf.o"
+    if not obj_path.exists():
+        pytest.fail(f"{obj_path} is missing: make testprogs")
+    with api.load(str(obj_path)) as obj:
+        link = obj.links[0]
+        if link.kind != "perf" or link.fd == link.perf_fd:
+            pytest.skip("the program is attached without a BPF link on this kernel")
+        yield _fdinfo(link.fd, "link_id"), _fdinfo(obj.programs["count_writes"].fd, "prog_id")
+
+
+def test_link_show_infos_equal_bpftool(our_link, tmp_path):
+    link_id, prog_id = our_link
+    printed, calls = _record(tmp_path, "link", "show")
+    infos, names = _infos(calls), _by_id_names(calls)
+    mine = [link for link in printed if link["id"] == link_id]
+    assert len(mine) == 1 and mine[0]["prog_id"] == prog_id
+    info = infos[link_id]
+    assert info["type"] == "BPF_LINK_TYPE_" + mine[0]["type"].upper()
+    assert int(info["prog_id"]) == prog_id
+    assert names[link_id].endswith(f"<link {mine[0]['type']} id {link_id}>")
+
+
 def _strace_infos(tmp_path: Path, *argv: str) -> dict[int, dict]:
     log = tmp_path / "strace.log"
     subprocess.run([require_tool("strace"), "-v", "-qq", "-s", "64", "-e", "trace=bpf",
@@ -237,3 +313,61 @@ def test_pseudo_btf_id_module_fd_is_a_reference():
     call = {"syscall": "bpf", "cmd": cmd_value("BPF_PROG_LOAD"),
             "attr": bytes(128), "in": {"insns": insns}}
     assert fd_references(call) == [("insns[0]", 9)]
+
+
+# --- the answers kept in the attr and the batch outputs, on crafted calls -------------
+
+_ANSWER = re.compile(r" => \{(.*?)\}, \d+\) = ")
+
+
+def _strace_answers(value: Any, out: dict[str, str]) -> None:
+    """Field -> B of every ``A => B`` strace printed in an attr (nested structs too)."""
+    if isinstance(value, dict):
+        for name, inner in value.items():
+            if isinstance(inner, str) and " => " in inner:
+                out[name] = inner.split(" => ")[-1]
+            else:
+                _strace_answers(inner, out)
+
+
+def test_attr_answers_equal_strace(crafted_runs):  # noqa: F811
+    """GET_NEXT_ID's next_id, PROG_QUERY's prog_cnt, batch counts: what the kernel wrote
+    back, shown `` => {field=B}`` on the one-line form, is strace's B."""
+    from bpfreplay.decode.call import explain_calls
+
+    explained = {e.index: e for e in explain_calls(crafted_runs.ours, sections=False)}
+    compared = 0
+    for theirs, ours in aligned(crafted_runs):
+        if ours["syscall"] != "bpf" or "attr_out" not in ours or ours["ret"] < 0 or \
+                not isinstance(theirs.args[1], dict):
+            continue
+        wanted: dict[str, str] = {}
+        _strace_answers(theirs.args[1], wanted)
+        if not wanted or "GET_INFO" in theirs.line:
+            continue
+        line = explained[ours["index"]].line
+        m = _ANSWER.search(line)
+        assert m, line
+        shown = dict(part.split("=", 1) for part in m.group(1).split(", "))
+        for name, value in wanted.items():
+            assert shown.get(name) == value, (name, value, line, theirs.line)
+            compared += 1
+    assert compared >= 3  # next_id of PROG/MAP/BTF_GET_NEXT_ID, PROG_QUERY's prog_cnt
+
+
+def test_lookup_batch_elements_are_the_map_contents(crafted_runs):  # noqa: F811
+    """crafted.c updates key 1 of a 4-entry array to 42, then asks MAP_LOOKUP_BATCH for 2
+    elements from the start: -v shows the keys and values the kernel returned one by
+    one, the array's [0] = 0 and [1] = 42."""
+    from bpfreplay.decode.call import explain_calls
+
+    update = cmd_value("BPF_MAP_UPDATE_ELEM")
+    assert any(c.get("cmd") == update and c["ret"] == 0 and
+               c["in"]["value"] == (42).to_bytes(8, "little") for c in crafted_runs.ours)
+    batch = [e for e in explain_calls(crafted_runs.ours)
+             if e.record.get("cmd") == cmd_value("BPF_MAP_LOOKUP_BATCH")]
+    assert len(batch) == 1 and batch[0].record["ret"] == 0
+    sections = {s.title.split(" (")[0]: s.lines for s in batch[0].sections}
+    assert sections["keys"] == ["[0] 00 00 00 00", "[1] 01 00 00 00"]
+    assert sections["values"] == ["[0] 00 00 00 00 00 00 00 00",
+                                  "[1] 2a 00 00 00 00 00 00 00"]

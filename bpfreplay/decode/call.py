@@ -27,6 +27,7 @@ from bpfreplay.errors import DecodeError
 from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name
 
 Call = dict[str, Any]
+_BTF_BLOBS_KEPT = 8  # BTF blobs fetched by id kept for the maps opened by id
 _SHORT_INSNS = 3  # programs up to this long are shown whole on the one-line form
 _SHORT_BYTES = 16
 
@@ -89,6 +90,26 @@ class _DecodeContext:
         self.pmu_name = pmu_name
         # fds made by *_GET_FD_BY_ID, named after their info (filled before decoding)
         self.info_names = InfoNames()
+        # BTF id -> the blob an OBJ_GET_INFO_BY_FD of a BTF fd returned (the last few)
+        self.btf_blobs: dict[int, bytes] = {}
+        self._parsed_by_id: tuple[int, bytes, Any] | None = None
+
+    def btf_by_id(self, btf_id: int) -> Any:
+        """The parsed BTF of kernel id ``btf_id`` if the trace fetched its blob (the last
+        one asked for is kept parsed)."""
+        blob = self.btf_blobs.get(btf_id)
+        if blob is None:
+            return None
+        hit = self._parsed_by_id
+        if hit is None or hit[0] != btf_id or hit[1] is not blob:
+            from bpfreplay.decode.btf import parse_btf
+
+            try:
+                parsed = parse_btf(blob)
+            except DecodeError:
+                parsed = None
+            self._parsed_by_id = hit = (btf_id, blob, parsed)
+        return hit[2]
 
     def label_of(self, record: Call) -> CallLabel | None:
         raise NotImplementedError
@@ -503,6 +524,15 @@ def _info_short(explained: ExplainedCall, ctx: _DecodeContext,
     except DecodeError:
         return None
     explained.info = info_texts(decoded, outputs)
+    life = ctx.tracker.reference(explained.index, "bpf_fd")
+    if kind == "map" and life is not None and decoded.value("btf_id"):
+        _cache_of(life)["map_info"] = (decoded.value("btf_id"), decoded.value("btf_key_type_id"),
+                                       decoded.value("btf_value_type_id"))
+    elif kind == "btf" and outputs.get("info.btf") and \
+            len(outputs["info.btf"]) == decoded.value("btf_size"):
+        ctx.btf_blobs[decoded.value("id")] = outputs["info.btf"]
+        while len(ctx.btf_blobs) > _BTF_BLOBS_KEPT:
+            del ctx.btf_blobs[next(iter(ctx.btf_blobs))]
     return short_info(kind, decoded, outputs)
 
 
@@ -689,6 +719,11 @@ def _map_data(explained: ExplainedCall, ctx: _DecodeContext, key: str, data: byt
     type_field = "btf_key_type_id" if "key" in key or "batch" in key else "btf_value_type_id"
     type_id = attr_field(creator, type_field)
     btf = ctx.btf_of(ctx.tracker.creator_reference(map_life, "btf_fd"))
+    if btf is None and map_life is not None and "map_info" in _cache_of(map_life):
+        # A map opened by id: the BTF ids its info gave, the BTF the trace fetched by id
+        btf_id, key_type, value_type = _cache_of(map_life)["map_info"]
+        type_id = key_type if type_field == "btf_key_type_id" else value_type
+        btf = ctx.btf_by_id(btf_id)
     if btf is None or not type_id:
         return lines
     try:

@@ -140,6 +140,9 @@ def info_identity(kind: str, info: bytes, outputs: dict[str, bytes]) -> InfoIden
         name = f.raw.split(b"\0", 1)[0].decode("utf-8", "replace")
     elif kind == "btf" and outputs.get("info.name"):
         name = outputs["info.name"].split(b"\0", 1)[0].decode("utf-8", "replace")
+    elif kind == "link":  # links have no name: their type says what they are
+        name = decoded.field("type").text.removeprefix("BPF_LINK_TYPE_").lower() \
+            if decoded.field("type") is not None else ""
     return InfoIdentity(kind, decoded.value("id"), name)
 
 
