@@ -44,7 +44,7 @@ from bpfreplay.uapi.fds import (
     PSEUDO_MAP_FD,
     PSEUDO_MAP_VALUE,
 )
-from bpfreplay.uapi.pointers import BUFFERS, read_field
+from bpfreplay.uapi.pointers import BUFFERS, STRING_ARRAYS, STRINGS, read_field
 
 POINTER = "<pointer>"
 KERNEL_STATE = "<kernel id>"
@@ -376,6 +376,12 @@ def _payload(data: bytes, objects: _Objects, pid: int, field_name: str,
         return _KERNEL_ADDRESS.sub(KERNEL_ADDRESS, data.decode("latin-1"))
     if field_name in ("license", "pathname", "name", "config1"):
         return data.decode("latin-1")
+    if field_name in STRING_ARRAYS:
+        # A char ** holds the process's addresses (rule 2): what they point to is the
+        # payload <field>.strings, compared as strings.
+        return [POINTER if v else 0 for (v,) in struct.iter_unpack("<Q", data[:len(data) // 8 * 8])]
+    if field_name.endswith(STRINGS) and field_name[:-len(STRINGS)] in STRING_ARRAYS:
+        return data.decode("latin-1").split("\0")[:-1]
     return data.hex()
 
 

@@ -109,3 +109,26 @@ def test_an_unreadable_element_shows_as_its_pointer(program, tmp_path):
     with read_trace(str(trace)) as t:
         call = next(c for c in t.calls() if "kprobe_multi.syms" in (c.get("in") or {}))
     assert call["faults"]["kprobe_multi.syms.strings"].startswith("element 1: ")
+
+
+def _replayed(trace: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([BPFREPLAY, "replay", str(trace)], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_replay_passes_the_recorded_strings(program, tmp_path):
+    """The replay builds a char ** of its own from the recorded strings: its own trace
+    (read from its memory by the same capture code) holds the same strings, so every
+    call compares the same; target_fd 0, which a kprobe_multi attach does not read, is
+    not taken for the recording's stdin."""
+    trace = _recorded(program, tmp_path, SYMS)
+    result = _replayed(trace)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 same, 0 different, 0 skipped" in result.stdout
+
+
+def test_replay_refuses_strings_it_does_not_have(program, tmp_path):
+    trace = _recorded(program, tmp_path, ["--bad", *SYMS])
+    result = _replayed(trace)
+    line = next(li for li in result.stdout.splitlines() if li.lstrip().startswith("#1 "))
+    assert "could not read the strings of kprobe_multi.syms (element 1: " in line

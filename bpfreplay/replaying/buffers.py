@@ -24,6 +24,8 @@ from bpfreplay.uapi.pointers import (
     INFO_STRUCTS,
     INOUT,
     OUT,
+    STRING_ARRAYS,
+    STRINGS,
     CompiledCommand,
     MapShape,
 )
@@ -100,10 +102,10 @@ def attach_buffers(compiled: CompiledCommand, data: bytearray, inputs: dict[str,
         if b.field in faults:
             raise NotReproducible(f"the recording could not read {b.field} "
                                   f"({faults[b.field]})")
-        if b.field == "kprobe_multi.syms":
-            raise NotReproducible("kprobe_multi.syms is an array of the recorder's "
-                                  "pointers to strings it did not copy")
         length = b.length_of(values, shape_of, ncpus, insns)
+        if b.field in STRING_ARRAYS:
+            write_at(data, b.pointer, _string_array(keep, b.field, inputs, faults, length))
+            continue
         content = b""
         if b.direction in (IN, INOUT):
             content = inputs.get(b.field, b"")
@@ -113,6 +115,26 @@ def attach_buffers(compiled: CompiledCommand, data: bytearray, inputs: dict[str,
             raise NotReproducible(f"{b.field}: an output of unknown size")
         write_at(data, b.pointer, _allocate(keep, content, length or 0))
     return done
+
+
+def _string_array(keep: bsys.Buffers, name: str, inputs: dict[str, bytes],
+                  faults: dict[str, str], length: int | None) -> int:
+    """A ``char **`` of ours (kprobe_multi.syms): each recorded string (trace format 2's
+    ``<field>.strings``) in a buffer of ours, the array of their addresses."""
+    strings = inputs.get(name + STRINGS)
+    if name + STRINGS in faults:
+        raise NotReproducible(f"the recording could not read the strings of {name} "
+                              f"({faults[name + STRINGS]})")
+    if strings is None:
+        raise NotReproducible(f"{name} is an array of the recorder's pointers to strings "
+                              "it did not copy (a version-1 trace)")
+    items = strings.split(b"\0")[:-1]
+    if length is not None and len(items) * 8 != length:
+        raise NotReproducible(f"{name}: {len(items)} strings recorded for {length // 8} "
+                              "elements")
+    array = b"".join(_allocate(keep, item + b"\0", 0).to_bytes(8, "little")
+                     for item in items)
+    return _allocate(keep, array, length or 0)
 
 
 def unknown_pointer(cmd: int, data: bytes, handled: set[str]) -> str | None:

@@ -36,6 +36,14 @@ OPTIONAL_FDS = frozenset({
 # non-zero bpf_fd: kernel/bpf/syscall.c bpf_obj_get()).
 NOT_READ = {"BPF_OBJ_GET": frozenset({"bpf_fd"})}
 
+# Link kinds whose attach the kernel makes without target_fd (bpf_kprobe_multi_link_attach,
+# bpf_uprobe_multi_link_attach): libbpf passes 0 there (bpf_link_create(prog_fd, 0, ...)
+# in bpf_program__attach_kprobe_multi_opts()), which is not the recording's stdin.
+_TARGET_FD_NOT_READ = frozenset(
+    enum_values("bpf_attach_type").get(n, -1) for n in (
+        "BPF_TRACE_KPROBE_MULTI", "BPF_TRACE_KPROBE_SESSION", "BPF_TRACE_UPROBE_MULTI",
+        "BPF_TRACE_UPROBE_SESSION"))
+
 _MAP_TYPES = enum_values("bpf_map_type")
 
 
@@ -75,7 +83,11 @@ def remap_attr_fds(cmd: int, data: bytearray, resolve: Resolve) -> None:
     from bpfreplay.decode.attrs import attr_view
     from bpfreplay.uapi import cmd_name
 
-    not_read = NOT_READ.get(cmd_name(cmd) or "", frozenset())
+    name = cmd_name(cmd) or ""
+    not_read = NOT_READ.get(name, frozenset())
+    if name == "BPF_LINK_CREATE" and len(data) >= 12 and \
+            int.from_bytes(data[8:12], "little") in _TARGET_FD_NOT_READ:
+        not_read = not_read | {"target_fd"}
     for vf in attr_view(cmd, bytes(data)) or ():
         f = vf.field
         if vf.spec.role != FD or f.end > len(data) or f.size != 4 or f.name in not_read:
