@@ -76,6 +76,8 @@ def strace_bpf(tmp_path: Path, *program: str) -> list[StraceBpf]:
 
 # ------------------------------------------------- libbpf 1.1.2's probes, in strace's words
 
+# libbpf 1.1.2 bpf.c bpf_prog_load(): offsetofend(union bpf_attr, fd_array)
+LIBBPF_1_1_PROG_LOAD_SIZE = 128
 KTIME_GET_COARSE_NS = 160  # enum bpf_func_id, include/uapi/linux/bpf.h
 BARE = [("BPF_ALU64|BPF_K|BPF_MOV", "BPF_REG_0", 0), ("BPF_JMP|BPF_K|BPF_EXIT", "BPF_REG_0", 0)]
 PROBE_MAPS = {"libbpf_mmap": "array_mmap", "libbpf_global": "global_data",
@@ -123,10 +125,17 @@ def libbpf_probes(calls: list[StraceBpf]) -> list[str | None]:
                 elif before is not None and before.cmd == "BPF_MAP_CREATE" \
                         and before.string("map_name") == "libbpf_det_bind":
                     probe = "prog_bind_map"
-                else:
-                    # bpf_object__probe_loading() (bpftool's own rlimit check loads the
-                    # same program: there is no telling them apart)
-                    probe = "probe_loading"
+                elif c.size == LIBBPF_1_1_PROG_LOAD_SIZE:
+                    probe = "probe_loading"  # bpf_object__probe_loading()
+                elif any(s.cmd == "BPF_PROG_LOAD" and s.size == LIBBPF_1_1_PROG_LOAD_SIZE
+                         for s in calls):
+                    # bpftool 7.1's known_to_need_rlimit() (common.c) loads the same
+                    # program with a raw bpf() of sizeof(union bpf_attr) (144): a size
+                    # the process's libbpf (1.1, by its other loads) never passes
+                    probe = "bpftool:known_to_need_rlimit"
+                # else: libbpf 1.2's bpf_object__probe_loading() passes 144 bytes too;
+                # with no other load of the process's libbpf, nothing tells which
+                # (no label rather than a wrong one)
         elif c.cmd == "BPF_BTF_LOAD":
             probe = btf_probe(c.bytes("btf"))
         elif c.cmd == "BPF_LINK_CREATE":

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Any
 
+from bpfreplay.decode import probe_calls as calls
+from bpfreplay.decode import public_probes
 from bpfreplay.decode.fds import (
-    LD_IMM64,
-    PSEUDO_MAP_VALUE,
     Call,
     FdCursor,
     FdLife,
@@ -39,7 +39,6 @@ from bpfreplay.decode.fds import (
     attr_string,
     buffer,
     command,
-    instructions,
 )
 from bpfreplay.errors import DecodeError
 from bpfreplay.uapi import enum_values
@@ -57,9 +56,6 @@ class CallLabel:
 
 # ------------------------------------------------------------------ what calls contain
 
-_EXIT, _MOV64_IMM, _CALL, _STORE_DW_IMM = 0x95, 0xB7, 0x85, 0x7A
-
-
 @cache
 def _value(enum: str, name: str) -> int:
     return enum_values(enum).get(name, -1)
@@ -73,89 +69,110 @@ def _prog_type(call: Call) -> str:
     return str(value)
 
 
-def _calls_only(call: Call, helper: str) -> bool:
-    """``call helper; exit``: the two-instruction programs of the helper probes."""
-    insns = instructions(call)
-    return (len(insns) == 2 and insns[0][0] == _CALL and insns[0][2] == 0
-            and insns[0][4] == _value("bpf_func_id", "BPF_FUNC_" + helper)
-            and insns[1][0] == _EXIT)
+# The whole call of each probe, per libbpf release (decode/probe_calls.py): what the
+# rules below ask first, before any question about the fds around it.
 
 
-def _returns_zero(call: Call) -> bool:
-    """``r0 = 0; exit`` without BTF."""
-    insns = instructions(call)
-    return (len(insns) == 2 and insns[0] == (_MOV64_IMM, 0, 0, 0, 0)
-            and insns[1][0] == _EXIT and not attr_field(call, "prog_btf_fd"))
+@cache
+def _shape(wrapper: str, kind: str | frozenset[int], count: int,
+           **fields: Any) -> calls.AttrShape:
+    return calls.prog_load_shape(calls.sizes(wrapper), kind, count, **fields)
 
 
-def _anonymous_return_zero(call: Call) -> bool:
-    """``r0 = 0; exit`` with no name and no BTF: the program of libbpf's loading,
-    det_bind, perf_link and exp_attach_type probes. (An object's own trivial program
-    has a name and BTF whenever the kernel takes them.)"""
-    return _returns_zero(call) and not attr_string(call, "prog_name")
+def _loads(call: Call, shape: calls.AttrShape, program: tuple[calls.Insn, ...]) -> bool:
+    return calls.prog_load_is(call, shape, program)
+
+
+def _returns_zero_as(call: Call, *kinds: str, **fields: Any) -> bool:
+    """``r0 = 0; exit`` through bpf_prog_load(), unnamed, of one of these types."""
+    kind = frozenset(calls.prog_type(k) for k in kinds)
+    return _loads(call, _shape("prog_load", kind, 2, **fields), calls.returns_zero())
+
+
+def _memcg_probe(call: Call) -> bool:
+    """probe_memcg_account(): its own attr (offsetofend attach_btf_obj_fd, 1.5+:
+    prog_token_fd), SOCKET_FILTER, ``call ktime_get_coarse_ns; exit``, no log."""
+    return _loads(call, _shape("memcg_probe", "SOCKET_FILTER", 2),
+                  calls.calls_helper("ktime_get_coarse_ns"))
+
+
+@cache
+def _cookie_shapes() -> tuple[calls.AttrShape, ...]:
+    # KPROBE up to libbpf 1.3, TRACEPOINT from 1.4; through bpf_prog_load, no log.
+    return tuple(dict.fromkeys(
+        calls.prog_load_shape((r.prog_load,), r.cookie_prog_type, 2)
+        for r in calls.releases()))
+
+
+def _cookie_probe(call: Call) -> bool:
+    program = calls.calls_helper("get_attach_cookie")
+    return any(_loads(call, shape, program) for shape in _cookie_shapes())
 
 
 def _probe_read_kernel_shape(call: Call) -> bool:
-    """r1 = r10; r1 += -8; r2 = 8; r3 = 0; call probe_read_kernel; exit."""
-    insns = instructions(call)
-    return (len(insns) == 6 and insns[4][0] == _CALL
-            and insns[4][4] == _value("bpf_func_id", "BPF_FUNC_probe_read_kernel")
-            and insns[5][0] == _EXIT)
+    """r1 = r10; r1 += -8; r2 = 8; r3 = 0; call probe_read_kernel; exit (TRACEPOINT)."""
+    return _loads(call, _shape("prog_load", "TRACEPOINT", 6), calls.read_kernel_onto_stack())
 
 
 def _map_value_store_shape(call: Call) -> bool:
-    """r1 = map_value(fd) + 16; *(u64 *)(r1 + 0) = 42; r0 = 0; exit."""
-    insns = instructions(call)
-    return (len(insns) == 5 and insns[0][0] == LD_IMM64 and insns[0][2] == PSEUDO_MAP_VALUE
-            and insns[1][4] == 16 and insns[2][0] == _STORE_DW_IMM and insns[2][4] == 42
-            and insns[4][0] == _EXIT)
+    """r1 = map_value(fd) + 16; *(u64 *)(r1 + 0) = 42; r0 = 0; exit (SOCKET_FILTER)."""
+    return _loads(call, _shape("prog_load", "SOCKET_FILTER", 5), calls.map_value_store())
+
+
+@cache
+def _full_range_shapes() -> tuple[calls.AttrShape, ...]:
+    # probe_ldimm64_full_range_off (1.7): named "global_reloc"; log_buf in the opts with
+    # log_level 0, so the first load has no log and a failed one is retried with level 1.
+    name = {"prog_name": b"global_reloc"}
+    return (calls.prog_load_shape(calls.sizes("prog_load"), "SOCKET_FILTER", 3, **name),
+            calls.prog_load_shape(calls.sizes("prog_load"), "SOCKET_FILTER", 3, **name,
+                                  log_level=1, log_size=1024, log_buf=calls.POINTER))
 
 
 def _huge_map_value_offset(call: Call) -> bool:
     """r1 = map_value(fd) + (1 << 30); exit: meant to be refused by the verifier."""
-    insns = instructions(call)
-    return (len(insns) == 3 and insns[0][0] == LD_IMM64 and insns[0][2] == PSEUDO_MAP_VALUE
-            and insns[1][4] == 1 << 30 and insns[2][0] == _EXIT)
+    program = (calls.insn(calls.LD_IMM64, 1, calls.PSEUDO_MAP_VALUE, imm=None),
+               calls.insn(0, imm=1 << 30), calls.insn(calls.EXIT))
+    return any(_loads(call, shape, program) for shape in _full_range_shapes())
 
 
-# Probe BTF blobs hold at most seven small types; an object's BTF is not worth parsing
-# here (it may be megabytes).
-_PROBE_BTF_MAX_TYPE_BYTES = 256
+@cache
+def _name_probe_shapes() -> tuple[calls.AttrShape, ...]:
+    # probe_kern_prog_name: its own attr (offsetofend prog_name; 1.5+: prog_token_fd)
+    # named "libbpf_nametest"; libbpf 0.8 went through bpf_prog_load as "test".
+    new = calls.prog_load_shape(calls.sizes("name_probe"), "SOCKET_FILTER", 2,
+                                prog_name=b"libbpf_nametest")
+    old = calls.prog_load_shape([r.prog_load for r in calls.releases()
+                                 if r.name_probe is None], "SOCKET_FILTER", 2,
+                                prog_name=b"test")
+    return new, old
 
 
-def _btf_shape(call: Call) -> tuple[tuple[str, str, int], ...] | None:
-    """The loaded BTF as (kind, name, linkage) per type; None if it does not parse or
-    is too large to be a probe's."""
-    from bpfreplay.decode.btf import parse_header
-
-    blob = buffer(call, "btf")
-    try:
-        if parse_header(blob).type_len > _PROBE_BTF_MAX_TYPE_BYTES:
-            return None
-    except DecodeError:
-        return None
-    return _parse_shape(blob)
+@cache
+def _probe_map_shape(value_size: int, flags: int, names: tuple[bytes, ...]
+                     ) -> tuple[calls.AttrShape, ...]:
+    """An ARRAY of 4-byte keys, one entry, through bpf_map_create(): named (1.0+, when
+    the kernel takes names) or not."""
+    base = {"map_type": calls.value("bpf_map_type", "BPF_MAP_TYPE_ARRAY"), "key_size": 4,
+            "value_size": value_size, "max_entries": 1, "map_flags": flags}
+    return tuple(calls.AttrShape("BPF_MAP_CREATE", calls.sizes("map_create"),
+                                 {**base, "map_name": name}) for name in names)
 
 
-@lru_cache(maxsize=256)  # every rule of a BTF_LOAD asks for the same blob's shape
-def _parse_shape(blob: bytes) -> tuple[tuple[str, str, int], ...] | None:
-    from bpfreplay.decode.btf import parse_btf
-
-    try:
-        btf = parse_btf(blob)
-    except DecodeError:
-        return None
-    return tuple((t.kind_name, t.name, t.linkage) for t in btf.types)
+def _probe_map(call: Call, value_size: int, flags: int, name: str) -> bool:
+    return any(shape.matches(call) for shape in _probe_map_shape(
+        value_size, flags, (name.encode(), b"")))
 
 
-def _btf_is(*kinds: tuple[str, str] | tuple[str, str, int]) -> Callable[[Context, Call], bool]:
-    """A BTF blob of exactly these types: (kind, name) or (kind, name, linkage)."""
-    def match(ctx: Context, call: Call) -> bool:
-        shape = _btf_shape(call)
-        if shape is None or len(shape) != len(kinds):
-            return False
-        return all(have[:len(want)] == want for have, want in zip(shape, kinds, strict=True))
-    return match
+def _named_probe_map(call: Call, value_size: int, flags: int, name: str) -> bool:
+    return any(shape.matches(call) for shape in _probe_map_shape(
+        value_size, flags, (name.encode(),)))
+
+
+def _btf_is(name: str) -> Callable[[Context, Call], bool]:
+    """The BTF blob of libbpf's probe ``name``, loaded through bpf_btf_load() without a
+    log (libbpf__load_raw_btf)."""
+    return lambda ctx, call: calls.btf_is(call, name)
 
 
 def _named(field: str, name: str) -> Callable[[Context, Call], bool]:
@@ -181,68 +198,76 @@ class Context:
         return self.fds.creator(self.fds.reference(call["index"], what))
 
 
+@cache
+def _link_shapes() -> tuple[calls.AttrShape, calls.AttrShape]:
+    """bpf_link_create(prog, -1, type, NULL): offsetofend(union bpf_attr, link_create)."""
+    def shape(kind: str, **fields: Any) -> calls.AttrShape:
+        return calls.AttrShape("BPF_LINK_CREATE", calls.sizes("link_create"), {
+            "prog_fd": calls.FD, "target_fd": 0xFFFFFFFF,
+            "attach_type": calls.attach_type(kind), **fields})
+    return (shape("PERF_EVENT"),
+            # probe_uprobe_multi_link (1.3+): path "/", one offset; 1.5+ again, pid -1
+            shape("TRACE_UPROBE_MULTI", **{
+                "uprobe_multi.path": calls.POINTER, "uprobe_multi.offsets": calls.POINTER,
+                "uprobe_multi.cnt": 1, "uprobe_multi.pid": frozenset({0, 0xFFFFFFFF})}))
+
+
 def _links_to_nothing(ctx: Context, call: Call) -> bool:
-    """LINK_CREATE(BPF_PERF_EVENT) with target_fd -1."""
-    return (attr_field(call, "attach_type") == _value("bpf_attach_type", "BPF_PERF_EVENT")
-            and attr_field(call, "target_fd") == 0xFFFFFFFF)
+    """LINK_CREATE(BPF_PERF_EVENT) with target_fd -1 (probe_perf_link)."""
+    return _link_shapes()[0].matches(call)
 
 
 def _uprobe_multi_on_root(ctx: Context, call: Call) -> bool:
     """LINK_CREATE(BPF_TRACE_UPROBE_MULTI) of the path "/"."""
-    return (attr_field(call, "attach_type")
-            == _value("bpf_attach_type", "BPF_TRACE_UPROBE_MULTI")
-            and buffer(call, "uprobe_multi.path") == b"/")
+    return _link_shapes()[1].matches(call) and buffer(call, "uprobe_multi.path") == b"/"
 
 
 def _perf_link_prog(ctx: Context, call: Call) -> bool:
-    return _anonymous_return_zero(call) and any(
+    return _returns_zero_as(call, "TRACEPOINT") and any(
         command(u) == "BPF_LINK_CREATE" and _links_to_nothing(ctx, u) for u in ctx.users(call))
 
 
 def _uprobe_multi_prog(ctx: Context, call: Call) -> bool:
-    return (attr_field(call, "expected_attach_type")
-            == _value("bpf_attach_type", "BPF_TRACE_UPROBE_MULTI")
+    eat = calls.attach_type("TRACE_UPROBE_MULTI")
+    return (_returns_zero_as(call, "KPROBE", expected_attach_type=eat)
             and any(command(u) == "BPF_LINK_CREATE" and _uprobe_multi_on_root(ctx, u)
                     for u in ctx.users(call)))
 
 
 def _det_bind_map(ctx: Context, call: Call) -> bool:
-    """The map of the PROG_BIND_MAP probe: "libbpf_det_bind", or before libbpf 1.0 an
-    unnamed 4/32/1 array without BTF that only PROG_BIND_MAP uses."""
-    if attr_string(call, "map_name") == "libbpf_det_bind":
+    """The map of the PROG_BIND_MAP probe: "libbpf_det_bind", or (before libbpf 1.0, or
+    on kernels without names) an unnamed 4/32/1 array that only PROG_BIND_MAP uses."""
+    if _named_probe_map(call, 32, 0, "libbpf_det_bind"):
         return True
-    if not _unnamed_plain_array(call, value_size=32):
+    if not _probe_map(call, 32, 0, ""):
         return False
     users = ctx.users(call)
     return bool(users) and all(command(u) == "BPF_PROG_BIND_MAP" for u in users)
 
 
-def _unnamed_plain_array(call: Call, *, value_size: int, flags: int = 0) -> bool:
-    return (attr_field(call, "map_type") == _value("bpf_map_type", "BPF_MAP_TYPE_ARRAY")
-            and attr_field(call, "key_size") == 4
-            and attr_field(call, "value_size") == value_size
-            and attr_field(call, "max_entries") == 1 and attr_field(call, "map_flags") == flags
-            and not attr_string(call, "map_name") and not attr_field(call, "btf_fd"))
+def _global_data_map(ctx: Context, call: Call) -> bool:
+    return _named_probe_map(call, 32, 0, "libbpf_global")
 
 
 def _mmap_map(ctx: Context, call: Call) -> bool:
-    """"libbpf_mmap", or before libbpf 1.0 an unnamed, unused 4/4/1 BPF_F_MMAPABLE array."""
-    if attr_string(call, "map_name") == "libbpf_mmap":
-        return True
+    """"libbpf_mmap", or unnamed and unused: a 4/4/1 BPF_F_MMAPABLE array."""
     mmapable = _value("bpf_map_flags", "BPF_F_MMAPABLE")
-    return _unnamed_plain_array(call, value_size=4, flags=mmapable) and not ctx.users(call)
+    if _named_probe_map(call, 4, mmapable, "libbpf_mmap"):
+        return True
+    return _probe_map(call, 4, mmapable, "") and not ctx.users(call)
 
 
 def _name_probe_prog(ctx: Context, call: Call) -> bool:
-    """``r0 = 0; exit`` named "libbpf_nametest" (before libbpf 1.0: "test", unused)."""
-    name = attr_string(call, "prog_name")
-    if name == "libbpf_nametest":
+    """``r0 = 0; exit`` named "libbpf_nametest" (libbpf 0.8: "test", unused)."""
+    new, old = _name_probe_shapes()
+    program = calls.returns_zero()
+    if _loads(call, new, program):
         return True
-    return name == "test" and _returns_zero(call) and not ctx.users(call)
+    return _loads(call, old, program) and not ctx.users(call)
 
 
 def _det_bind_prog(ctx: Context, call: Call) -> bool:
-    if not _anonymous_return_zero(call):
+    if not _returns_zero_as(call, "SOCKET_FILTER"):
         return False
     for user in ctx.users(call):
         if command(user) == "BPF_PROG_BIND_MAP":
@@ -253,25 +278,20 @@ def _det_bind_prog(ctx: Context, call: Call) -> bool:
 
 
 def _global_data_prog(ctx: Context, call: Call) -> bool:
-    if _map_value_store_shape(call):
-        return True
-    map_call = ctx.creator(call, "insns[0]")
-    return map_call is not None and attr_string(map_call, "map_name") == "libbpf_global"
+    return _map_value_store_shape(call)
 
 
 def _exp_attach_type_prog(ctx: Context, call: Call) -> bool:
-    return (_anonymous_return_zero(call) and _prog_type(call) == "CGROUP_SOCK"
-            and attr_field(call, "expected_attach_type")
-            == _value("bpf_attach_type", "BPF_CGROUP_INET_SOCK_CREATE"))
+    eat = calls.attach_type("CGROUP_INET_SOCK_CREATE")
+    return _returns_zero_as(call, "CGROUP_SOCK", expected_attach_type=eat)
 
 
 def _loading_prog(ctx: Context, call: Call) -> bool:
-    return (_anonymous_return_zero(call) and _prog_type(call) in ("SOCKET_FILTER", "TRACEPOINT")
-            and not ctx.users(call))
+    return _returns_zero_as(call, "SOCKET_FILTER", "TRACEPOINT") and not ctx.users(call)
 
 
 def _int_only_btf(ctx: Context, call: Call) -> bool:
-    return _btf_is(("INT", "int"))(ctx, call) and not _btf_name_queried(ctx, call)
+    return calls.btf_is(call, "btf") and not _btf_name_queried(ctx, call)
 
 
 def _btf_name_queried(ctx: Context, call: Call) -> bool:
@@ -280,8 +300,34 @@ def _btf_name_queried(ctx: Context, call: Call) -> bool:
 
 def _arg_ctx_btf(ctx: Context, call: Call) -> bool:
     shape = _btf_shape(call)
-    return shape is not None and ("DECL_TAG", "arg:ctx", 0) in shape and any(
-        attr_string(u, "prog_name") == "det_arg_ctx" for u in ctx.users(call))
+    return (calls.btf_load_shape().matches(call) and shape is not None
+            and ("DECL_TAG", "arg:ctx", 0) in shape
+            and any(attr_string(u, "prog_name") == "det_arg_ctx" for u in ctx.users(call)))
+
+
+def _btf_shape(call: Call) -> tuple[tuple[str, str, int], ...] | None:
+    """The loaded BTF as (kind, name, linkage) per type; None if it does not parse or
+    is too large to be a probe's (at most seven small types)."""
+    from bpfreplay.decode.btf import parse_header
+
+    blob = buffer(call, "btf")
+    try:
+        if parse_header(blob).type_len > 256:
+            return None
+    except DecodeError:
+        return None
+    return _parse_shape(blob)
+
+
+@lru_cache(maxsize=256)
+def _parse_shape(blob: bytes) -> tuple[tuple[str, str, int], ...] | None:
+    from bpfreplay.decode.btf import parse_btf
+
+    try:
+        btf = parse_btf(blob)
+    except DecodeError:
+        return None
+    return tuple((t.kind_name, t.name, t.linkage) for t in btf.types)
 
 
 _SYSCALL_BPF = re.compile(rb"__[a-z0-9]+_sys_bpf")
@@ -309,13 +355,40 @@ def _uprobe_multi_verdict(call: Call) -> bool | None:
     return _failed_with(call, errno_module.EBADF)
 
 
-def _full_range_verdict(call: Call) -> bool | None:
+def _log(call: Call) -> bytes | None:
     log = call.get("out", {}).get("log_buf") if isinstance(call.get("out"), dict) else None
-    if not isinstance(log, bytes | bytearray):
+    return bytes(log) if isinstance(log, bytes | bytearray) else None
+
+
+def _full_range_verdict(call: Call) -> bool | None:
+    log = _log(call)
+    if log is None:
         return None
     if b"direct value offset of" in log:
         return False
     return True if b"invalid access to map value pointer" in log else None
+
+
+_HELPER_REFUSED = (b"invalid func ", b"unknown func ", b"program of this type cannot use helper ")
+
+
+def _helper_verdict(call: Call) -> bool | None:
+    """libbpf_probe_bpf_helper: a load that fails says no only when the verifier's log
+    names the helper as unknown; any other failure counts as supported."""
+    if _succeeded(call):
+        return True
+    log = _log(call)
+    if log is None:
+        return None
+    return not any(words in log for words in _HELPER_REFUSED)
+
+
+def _bpftool_verdict(call: Call) -> bool | None:
+    """probe_bpf_syscall: any answer but ENOSYS means bpf() exists;
+    probe_misc_feature: the program loads."""
+    if public_probes.bpftool_probe(call) == "bpftool:probe_bpf_syscall":
+        return None if call.get("ret") is None else call.get("errno") != errno_module.ENOSYS
+    return _succeeded(call)
 
 
 # ------------------------------------------------------------------------ the table
@@ -323,34 +396,54 @@ def _full_range_verdict(call: Call) -> bool | None:
 
 @dataclass(frozen=True, slots=True)
 class ProbeRule:
-    probe: str  # libbpf's feature name (FEAT_PROG_NAME -> "prog_name")
+    probe: str  # libbpf's feature name (FEAT_PROG_NAME -> "prog_name"), or the API's
     call: str  # the bpf command (or syscall) the rule looks at
     shape: str  # what the call looks like, in words
     matches: Callable[[Context, Call], bool]
     note: str = ""
     # Did the kernel say yes? (None: this call alone does not tell.)
     supported: Callable[[Call], bool | None] = lambda call: _succeeded(call)
+    # The label, when it carries the call's arguments (the public probe API's).
+    name: Callable[[Call], str | None] | None = None
+    source: str = "libbpf"  # whose probe: "libbpf" (kernel_supports), "libbpf API", "bpftool"
+
+    def label(self, call: Call) -> str:
+        named = self.name(call) if self.name is not None else None
+        return named or self.probe
 
 
-_FUNC_STATIC, _FUNC_GLOBAL = 0, 1
+def _public(find: Callable[[Call], str | None]) -> Callable[[Context, Call], bool]:
+    return lambda ctx, call: find(call) is not None
+
+
+def _inner_map(ctx: Context, call: Call) -> bool:
+    """probe_map_create()'s inner map (unnamed HASH 4/4/1) of a map-in-map probe."""
+    return public_probes.inner_map_of_probe(call) and any(
+        command(u) == "BPF_MAP_CREATE" and public_probes.map_type_probe(u) is not None
+        for u in ctx.users(call))
+
+
+_API = "libbpf API"
 
 # First match wins; rules for one call are tried top to bottom. Features libbpf tests
 # with several calls have one rule per call; the calls that only act on a probe's fds
 # (close, PROG_BIND_MAP of the det_bind map, the map a probe program reads) follow the
 # probe without a rule of their own. A rule asks ``ctx.users()`` last, once the call's
 # own content says it may be a probe: the streaming form can only answer it when the
-# fd is closed, and keeps the users' records until then.
+# fd is closed, and keeps the users' records until then. Every rule first checks the
+# whole call (decode/probe_calls.py): size, every attr field, instructions, BTF.
 PROBE_RULES: tuple[ProbeRule, ...] = (
-    # -- BPF_PROG_LOAD
+    # -- BPF_PROG_LOAD: kernel_supports() probes
     ProbeRule("prog_name", "BPF_PROG_LOAD", 'r0 = 0; exit named "libbpf_nametest" ("test")',
               _name_probe_prog, "can programs and maps have names"),
     ProbeRule("arg_ctx_tag", "BPF_PROG_LOAD", 'program "det_arg_ctx" with func_info',
               _named("prog_name", "det_arg_ctx"), "kernel-side __arg_ctx tag (libbpf >= 1.4)"),
-    ProbeRule("memcg_account", "BPF_PROG_LOAD", "call ktime_get_coarse_ns; exit",
-              lambda ctx, c: _calls_only(c, "ktime_get_coarse_ns"),
+    ProbeRule("memcg_account", "BPF_PROG_LOAD",
+              "call ktime_get_coarse_ns; exit, probe_memcg_account's own attr size",
+              lambda ctx, c: _memcg_probe(c),
               "memcg accounting: if it loads, libbpf leaves RLIMIT_MEMLOCK alone"),
-    ProbeRule("bpf_cookie", "BPF_PROG_LOAD", "call get_attach_cookie; exit",
-              lambda ctx, c: _calls_only(c, "get_attach_cookie"), "bpf_get_attach_cookie()"),
+    ProbeRule("bpf_cookie", "BPF_PROG_LOAD", "call get_attach_cookie; exit, no log",
+              lambda ctx, c: _cookie_probe(c), "bpf_get_attach_cookie()"),
     ProbeRule("probe_read_kern", "BPF_PROG_LOAD", "6 instructions calling probe_read_kernel",
               lambda ctx, c: _probe_read_kernel_shape(c), "bpf_probe_read_kernel() helper"),
     ProbeRule("global_data", "BPF_PROG_LOAD",
@@ -374,42 +467,68 @@ PROBE_RULES: tuple[ProbeRule, ...] = (
               "the program of the BPF_PROG_BIND_MAP probe"),
     ProbeRule("probe_loading", "BPF_PROG_LOAD",
               "r0 = 0; exit (SOCKET_FILTER, TRACEPOINT if that fails), unnamed, unused",
-              _loading_prog, "bpf_object__probe_loading(): can anything load at all "
-              "(bpftool's own RLIMIT_MEMLOCK check loads the same program)"),
+              _loading_prog, "bpf_object__probe_loading(): can anything load at all"),
+    # -- BPF_PROG_LOAD: the public probe API, bpftool's own probes
+    ProbeRule("libbpf_probe_bpf_helper", "BPF_PROG_LOAD",
+              "call <helper>; exit with a 4096-byte verifier log",
+              _public(public_probes.helper_probe),
+              "can this program type call this helper (the verifier's log tells)",
+              supported=_helper_verdict, name=public_probes.helper_probe, source=_API),
+    ProbeRule("libbpf_probe_bpf_prog_type", "BPF_PROG_LOAD",
+              "r0 = 0; exit of the type (with what probe_prog_load sets for it)",
+              _public(public_probes.prog_type_probe), "can programs of this type load",
+              name=public_probes.prog_type_probe, source=_API),
+    ProbeRule("bpf_probe_large_insn_limit", "BPF_PROG_LOAD",
+              "SCHED_CLS, 4096 x r0 = 1; exit (libbpf 0.x)",
+              _public(public_probes.libbpf_0x_probe), "programs over 4096 instructions",
+              source=_API),
+    ProbeRule("bpftool", "BPF_PROG_LOAD",
+              "SOCKET_FILTER programs of bpftool feature probe's misc section, or an "
+              "empty load (probe_bpf_syscall)", _public(public_probes.bpftool_probe),
+              "bpftool feature probe's own test", name=public_probes.bpftool_probe,
+              supported=lambda c: _bpftool_verdict(c), source="bpftool"),
     # -- BPF_MAP_CREATE
     ProbeRule("global_data", "BPF_MAP_CREATE", 'array map "libbpf_global"',
-              _named("map_name", "libbpf_global"), "the map of the global variables probe"),
+              _global_data_map, "the map of the global variables probe"),
     ProbeRule("array_mmap", "BPF_MAP_CREATE", 'array map "libbpf_mmap" with BPF_F_MMAPABLE',
               _mmap_map, "mmap()able array maps"),
     ProbeRule("prog_bind_map", "BPF_MAP_CREATE", 'array map "libbpf_det_bind"',
               _det_bind_map, "the map of the BPF_PROG_BIND_MAP probe"),
+    ProbeRule("libbpf_probe_bpf_map_type", "BPF_MAP_CREATE",
+              "unnamed HASH 4/4/1, the inner map of a map-in-map type's probe", _inner_map,
+              "the inner map of a map-in-map probe",
+              name=lambda c: "libbpf_probe_bpf_map_type (inner map)", source=_API),
+    ProbeRule("libbpf_probe_bpf_map_type", "BPF_MAP_CREATE",
+              "unnamed map of the type, with what probe_map_create sets for it",
+              _public(public_probes.map_type_probe), "can maps of this type be created",
+              name=public_probes.map_type_probe, source=_API),
     # -- BPF_BTF_LOAD
     ProbeRule("btf", "BPF_BTF_LOAD", "one INT 'int'", _int_only_btf, "minimal BTF"),
     ProbeRule("module_btf", "BPF_BTF_LOAD", "one INT 'int', then asked for its name",
-              lambda ctx, c: _btf_is(("INT", "int"))(ctx, c) and _btf_name_queried(ctx, c),
+              lambda ctx, c: calls.btf_is(c, "btf") and _btf_name_queried(ctx, c),
               "module BTF (name in bpf_btf_info)"),
     ProbeRule("btf_func", "BPF_BTF_LOAD", "INT, FUNC_PROTO, static FUNC 'x'",
-              _btf_is(("INT", "int"), ("FUNC_PROTO", ""), ("FUNC", "x", _FUNC_STATIC)),
-              "BTF functions"),
+              _btf_is("btf_func"), "BTF functions"),
     ProbeRule("btf_global_func", "BPF_BTF_LOAD", "INT, FUNC_PROTO, global FUNC 'x'",
-              _btf_is(("INT", "int"), ("FUNC_PROTO", ""), ("FUNC", "x", _FUNC_GLOBAL)),
-              "BTF global functions"),
+              _btf_is("btf_global_func"), "BTF global functions"),
     ProbeRule("btf_datasec", "BPF_BTF_LOAD", "INT, VAR 'x', DATASEC '.data'",
-              _btf_is(("INT", ""), ("VAR", "x"), ("DATASEC", ".data")),
-              "BTF data sections and variables"),
+              _btf_is("btf_datasec"), "BTF data sections and variables"),
     ProbeRule("btf_qmark_datasec", "BPF_BTF_LOAD", "INT, VAR 'x', DATASEC '?.data'",
-              _btf_is(("INT", ""), ("VAR", "x"), ("DATASEC", "?.data")),
-              "DATASEC names starting with '?' (libbpf >= 1.4)"),
-    ProbeRule("btf_float", "BPF_BTF_LOAD", "one FLOAT 'float'", _btf_is(("FLOAT", "float")),
+              _btf_is("btf_qmark_datasec"), "DATASEC names starting with '?' (libbpf >= 1.4)"),
+    ProbeRule("btf_float", "BPF_BTF_LOAD", "one FLOAT 'float'", _btf_is("btf_float"),
               "BTF_KIND_FLOAT"),
     ProbeRule("btf_decl_tag", "BPF_BTF_LOAD", "INT, VAR 'tag', DECL_TAG 'tag'",
-              _btf_is(("INT", ""), ("VAR", "tag"), ("DECL_TAG", "tag")), "BTF_KIND_DECL_TAG"),
+              _btf_is("btf_decl_tag"), "BTF_KIND_DECL_TAG"),
     ProbeRule("btf_type_tag", "BPF_BTF_LOAD", "INT, TYPE_TAG 'tag', PTR",
-              _btf_is(("INT", ""), ("TYPE_TAG", "tag"), ("PTR", "")), "BTF_KIND_TYPE_TAG"),
-    ProbeRule("btf_enum64", "BPF_BTF_LOAD", "one ENUM64 'enum64'",
-              _btf_is(("ENUM64", "enum64")), "BTF_KIND_ENUM64"),
+              _btf_is("btf_type_tag"), "BTF_KIND_TYPE_TAG"),
+    ProbeRule("btf_enum64", "BPF_BTF_LOAD", "one ENUM64 'enum64'", _btf_is("btf_enum64"),
+              "BTF_KIND_ENUM64"),
     ProbeRule("arg_ctx_tag", "BPF_BTF_LOAD", "FUNCs with a DECL_TAG 'arg:ctx'", _arg_ctx_btf,
               "the BTF of the __arg_ctx probe"),
+    ProbeRule("libbpf_probe_bpf_map_type", "BPF_BTF_LOAD",
+              "struct bpf_spin_lock and struct val (load_local_storage_btf)",
+              _btf_is("local_storage"), "the BTF of a local-storage map type's probe",
+              name=lambda c: "libbpf_probe_bpf_map_type (local storage BTF)", source=_API),
     # -- BPF_LINK_CREATE
     ProbeRule("perf_link", "BPF_LINK_CREATE", "BPF_PERF_EVENT link to target_fd -1",
               _links_to_nothing,
@@ -606,17 +725,103 @@ _KIND_OF = {"BPF_PROG_LOAD": "program", "BPF_MAP_CREATE": "map", "BPF_BTF_LOAD":
             "BPF_LINK_CREATE": "link"}
 
 
+class _LoadingProbes:
+    """``r0 = 0; exit`` unnamed and unused is, by its bytes alone, any of three things:
+    bpf_object__probe_loading(), libbpf_probe_bpf_prog_type(SOCKET_FILTER or
+    TRACEPOINT), or (at 144 bytes, sizeof(union bpf_attr) of its headers) bpftool's
+    own known_to_need_rlimit() (bpftool 7.1 common.c, a raw bpf() call). What else the
+    same process did tells them apart: a process that probes program types through the
+    public API made this one that way too, and a size its libbpf never passes (as its
+    other probes show) is not libbpf's. Both label forms settle them at the end."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[int, set[int]] = {}  # pid -> bpf_prog_load sizes its probes pass
+        self.public: set[int] = set()  # pids probing program types via the public API
+        self.loading: dict[int, tuple[int, int, str]] = {}  # index -> pid, size, type
+        self.position: dict[int, int] = {}  # index -> position (the streaming form's)
+        self.follow_pid: dict[int, int] = {}  # index -> pid of probe_loading follow-ups
+
+    def matched(self, call: Call, rule: ProbeRule, position: int = 0) -> None:
+        pid = _pid(call)
+        if rule.probe == "probe_loading":
+            self.loading[call["index"]] = (pid, call.get("size") or 0, _prog_type(call))
+            self.position[call["index"]] = position
+        elif command(call) == "BPF_PROG_LOAD" and rule.probe not in _OWN_ATTR_PROBES \
+                and isinstance(call.get("size"), int):
+            self.sizes.setdefault(pid, set()).add(call["size"])
+            if rule.probe == "libbpf_probe_bpf_prog_type":
+                self.public.add(pid)
+
+    def followed(self, index: int, pid: int, probe: str) -> None:
+        if probe == "probe_loading":
+            self.follow_pid[index] = pid
+
+    def resolve(self, probes: dict[int, str], notes: dict[int, str]) -> list[int]:
+        """Rename the loading probes in ``probes`` and ``notes``; the indices of those
+        that turn out to be no label (their loads first), for the caller to drop."""
+        current: dict[int, str | None] = {}  # pid -> the name of its last loading probe
+        dropped: list[int] = []
+        for index in sorted(set(self.loading) | set(self.follow_pid)):
+            if probes.get(index) != "probe_loading":
+                continue
+            name: str | None
+            if index in self.loading:
+                pid, size, kind = self.loading[index]
+                name = self._name(pid, size, kind)
+                current[pid] = name
+                if name is None:
+                    dropped.append(index)
+                elif name != "probe_loading":
+                    answer = notes.get(index, "")[len(_LOADING_NOTE):]
+                    if name.startswith("bpftool:"):  # its answer means something else
+                        answer = answer.replace(": supported)", ")").replace(
+                            ": not supported)", ")")
+                    notes[index] = _LOADING_NOTES.get(name.split("(")[0], "") + answer
+            else:
+                pid = self.follow_pid[index]
+                name = current.get(pid, "probe_loading")
+                if name is None:
+                    dropped.append(index)
+                elif name != "probe_loading":
+                    notes[index] = notes.get(index, "").replace("probe_loading", name)
+            if name is not None:
+                probes[index] = name
+        return dropped
+
+    def _name(self, pid: int, size: int, kind: str) -> str | None:
+        """The label; None where this trace cannot tell libbpf's from bpftool's."""
+        others = self.sizes.get(pid, set())
+        if kind == "SOCKET_FILTER" and size == _BPFTOOL_ATTR_SIZE and size not in others:
+            return "bpftool:known_to_need_rlimit" if others else None
+        if pid in self.public:
+            return f"libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_{kind})"
+        return "probe_loading"
+
+
+# Probes that fill their own attr instead of calling bpf_prog_load().
+_OWN_ATTR_PROBES = frozenset({"memcg_account", "prog_name"})
+_BPFTOOL_ATTR_SIZE = 144  # sizeof(union bpf_attr) in bpftool 7.1's uapi headers
+_LOADING_NOTE = "bpf_object__probe_loading(): can anything load at all"
+_LOADING_NOTES = {
+    "libbpf_probe_bpf_prog_type": "can programs of this type load",
+    "bpftool:known_to_need_rlimit": "bpftool's RLIMIT_MEMLOCK check: loads under a zero "
+                                    "limit (EPERM: the kernel still charges memlock)",
+}
+
+
 def label_calls(calls: Iterable[Call]) -> list[CallLabel]:
     """One label per call record (records of other types are skipped), in input order."""
     records = [c for c in calls if isinstance(c, dict) and c.get("type", "call") == "call"]
     tracker = FdTracker(records)
     ctx = Context(tracker)
     notes: dict[int, str] = {}
+    loading = _LoadingProbes()
     for call in tracker.calls:
         rule = _match_rule(ctx, call)
         if rule is not None:
-            ctx.probes[call["index"]] = rule.probe
+            ctx.probes[call["index"]] = rule.label(call)
             notes[call["index"]] = _outcome(call, rule)
+            loading.matched(call, rule)
     # Follow-ups, twice: a map used only by a probe program may come before the close
     # that follows it.
     for _ in range(2):
@@ -627,6 +832,9 @@ def label_calls(calls: Iterable[Call]) -> list[CallLabel]:
             if probe is not None:
                 ctx.probes[call["index"]] = probe
                 notes[call["index"]] = _follow_note(_closed_kind(ctx, call), probe)
+                loading.followed(call["index"], _pid(call), probe)
+    for index in loading.resolve(ctx.probes, notes):
+        del ctx.probes[index]
     timeline = _Timeline.of(tracker.calls, ctx.probes)
     labels = []
     for call in tracker.calls:
@@ -644,6 +852,11 @@ def _note(call: Call) -> str:
     syscall = call.get("syscall")
     if command(call) == "BPF_TOKEN_CREATE":
         return "BPF token from bpffs (libbpf >= 1.4 tries it; fails without delegation)"
+    if command(call) == "BPF_PROG_LOAD" and call.get("size") == _BPFTOOL_ATTR_SIZE \
+            and _returns_zero_as(call, "SOCKET_FILTER"):
+        return ("r0 = 0; exit at sizeof(union bpf_attr): bpftool's known_to_need_rlimit() "
+                "or bpf_object__probe_loading() of libbpf 0.8/1.2/1.3; nothing else in "
+                "this trace tells which")
     if syscall == "memfd_create" and buffer(call, "name") == b"libbpf-placeholder-fd":
         return "an fd number reserved for a map, taken over by dup3 once it exists"
     return ""
@@ -826,6 +1039,7 @@ class _FirstPass:
         self.work: list[_Node] = []
         self.creating: _Node | None = None
         self.rules = _StreamRules(self)
+        self.loading = _LoadingProbes()
 
     def add(self, call: Call) -> None:
         index = call.get("index")
@@ -906,11 +1120,22 @@ class _FirstPass:
         self._run()
         if self.undecided or self.waiting:
             raise NeedsWholeTrace(f"{self.undecided} calls left undecided")
+        self._resolve_loading()
         timeline = _Timeline({pid: i for pid, (_, i) in self.last_load.items()},
                              {pid: i for pid, (_, i) in self.first_attach.items()})
         return StreamLabels(self.probes, timeline, self.count)
 
     # -- the layers
+
+    def _resolve_loading(self) -> None:
+        names = {index: probe for index, (probe, _) in self.probes.items()}
+        notes = {index: note for index, (_, note) in self.probes.items()}
+        for index in self.loading.resolve(names, notes):
+            del names[index]
+            if index in self.loading.loading:  # a load after all: on the timeline
+                pid = self.loading.loading[index][0]
+                self._timeline(pid, (self.loading.position[index], index), True, False)
+        self.probes = {index: (names[index], notes[index]) for index in names}
 
     def _complete(self, maker: _Node) -> None:
         maker.complete = True
@@ -934,9 +1159,11 @@ class _FirstPass:
                 node.user_nodes = []  # its own users may be asked for next time
             self.waiting.add(node)
             return False
-        node.l0 = rule.probe if rule is not None else None
+        record: Call = node.record  # type: ignore[assignment]
+        node.l0 = rule.label(record) if rule is not None else None
         if rule is not None:
-            node.note = _outcome(node.record, rule)  # type: ignore[arg-type]
+            node.note = _outcome(record, rule)
+            self.loading.matched(record, rule, node.pos)
         node.awaiting = None
         self.waiting.discard(node)
         return True
@@ -1005,6 +1232,8 @@ class _FirstPass:
         if probe is not None:
             note = node.note if node.l0 is not None else _follow_note(node.closed, probe)
             self.probes[node.index] = (probe, note)
+            if node.l0 is None:
+                self.loading.followed(node.index, node.pid, probe)
         else:
             self._timeline(node.pid, (node.pos, node.index), node.loading, node.attach)
         node.roots = ()
