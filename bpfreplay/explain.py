@@ -256,7 +256,11 @@ class Summary:
         label = explained.label
         self.by_phase[label.phase if label else "?"] += 1
         if label and label.probe and record.get("syscall") == "bpf":
-            self.probes[label.probe] += 1
+            # One entry per probe, per probing function of the public API (whose labels
+            # carry their arguments: thousands on bpftool feature probe), and one for
+            # all of bpftool's own.
+            family = label.probe.split("(", 1)[0]
+            self.probes["bpftool" if family.startswith("bpftool:") else family] += 1
         if explained.failed:
             errno = record.get("errno")
             err = (errno_name(errno) if type(errno) is int else None) or "?"

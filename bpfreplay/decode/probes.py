@@ -497,7 +497,7 @@ PROBE_RULES: tuple[ProbeRule, ...] = (
     ProbeRule("libbpf_probe_bpf_map_type", "BPF_MAP_CREATE",
               "unnamed HASH 4/4/1, the inner map of a map-in-map type's probe", _inner_map,
               "the inner map of a map-in-map probe",
-              name=lambda c: "libbpf_probe_bpf_map_type (inner map)", source=_API),
+              name=lambda c: "libbpf_probe_bpf_map_type(inner map)", source=_API),
     ProbeRule("libbpf_probe_bpf_map_type", "BPF_MAP_CREATE",
               "unnamed map of the type, with what probe_map_create sets for it",
               _public(public_probes.map_type_probe), "can maps of this type be created",
@@ -528,7 +528,7 @@ PROBE_RULES: tuple[ProbeRule, ...] = (
     ProbeRule("libbpf_probe_bpf_map_type", "BPF_BTF_LOAD",
               "struct bpf_spin_lock and struct val (load_local_storage_btf)",
               _btf_is("local_storage"), "the BTF of a local-storage map type's probe",
-              name=lambda c: "libbpf_probe_bpf_map_type (local storage BTF)", source=_API),
+              name=lambda c: "libbpf_probe_bpf_map_type(local storage BTF)", source=_API),
     # -- BPF_LINK_CREATE
     ProbeRule("perf_link", "BPF_LINK_CREATE", "BPF_PERF_EVENT link to target_fd -1",
               _links_to_nothing,
