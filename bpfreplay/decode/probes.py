@@ -6,7 +6,11 @@ thing that needs it; ``bump_rlimit_memlock()`` and ``bpf_object__probe_loading()
 first). Probes are recognised here by what they contain, never by where they are: the
 order differs between libbpf versions, and a probe only runs when something needs it.
 
-``PROBE_RULES`` is the one table of what each probe looks like. A call that only acts
+``PROBE_RULES`` is the one table of what each probe looks like. A rule first asks
+whether the whole call is the probe's (``probe_calls``: attr size, every field,
+instructions, BTF, per libbpf release), then what the fds around it say. Besides
+libbpf's internal probes the table names libbpf's public probe API with its arguments
+and bpftool's own probes (``public_probes``). A call that only acts
 on the fds a probe made (its ``close()``, the PROG_BIND_MAP of the det_bind probe, the
 map a probe program reads) belongs to that probe too.
 
