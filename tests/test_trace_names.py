@@ -20,7 +20,7 @@ from bpfreplay.errors import TraceFormatError
 from bpfreplay.replaying.perf import recorded_tracepoint
 from bpfreplay.trace import TraceWriter, read_trace
 from bpfreplay.tracefs import tracefs_roots
-from tests.conftest import ROOT
+from tests.conftest import ROOT, kernel_required, require_kernel, require_tool
 
 BPFREPLAY = str(ROOT / ".venv" / "bin" / "bpfreplay")
 TRACEPOINT = ("syscalls", "sys_enter_write")  # minimal.bpf.c's SEC("tp/syscalls/...")
@@ -164,3 +164,44 @@ def test_names_of_the_wrong_type_are_refused(tmp_path, keys, words):
     path = _one_call(tmp_path, 2, **keys)
     with read_trace(str(path)) as trace, pytest.raises(TraceFormatError, match=words):
         list(trace.calls())
+
+
+@pytest.fixture(scope="module")
+def crafted_trace(tmp_path_factory) -> Path:
+    """tests/data/attrs/crafted.c opens a uprobe PMU event (config1 = "/bin/true")."""
+    require_kernel()
+    cc = require_tool("cc")
+    tmp = tmp_path_factory.mktemp("crafted")
+    binary = tmp / "crafted"
+    subprocess.run([cc, "-O2", "-Wall", "-o", str(binary),
+                    str(ROOT / "tests" / "data" / "attrs" / "crafted.c")], check=True,
+                   capture_output=True)
+    trace = tmp / "crafted.mp"
+    result = subprocess.run([BPFREPLAY, "record", "-q", "-o", str(trace), "--", str(binary)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return trace
+
+
+def test_recording_keeps_the_pmu_name_and_probe_target(crafted_trace, tmp_path):
+    pmu = Path("/sys/bus/event_source/devices/uprobe/type")
+    if not pmu.exists():
+        if kernel_required():
+            pytest.fail("no uprobe PMU in sysfs")
+        pytest.skip("no uprobe PMU in sysfs")
+    uprobe_type = int(pmu.read_text())
+    opens = [c for c in _perf_opens(crafted_trace)
+             if int.from_bytes(c["attr"][:4], "little") == uprobe_type]
+    assert opens and all(c["pmu"] == "uprobe" for c in opens)
+    assert opens[0]["in"]["config1"] == b"/bin/true"
+    out = _explain(crafted_trace, "")
+    line = next(li for li in out.splitlines() if f"type={uprobe_type} /* uprobe PMU */" in li)
+    assert 'uprobe_path="/bin/true"' in line
+    # Without the recorded name a version-2 trace does not ask this machine's sysfs.
+    with open(crafted_trace, "rb") as f:
+        objects = list(msgpack.Unpacker(f, raw=False))
+    for record in objects[1:]:
+        record.pop("pmu", None)
+    nameless = tmp_path / "nameless.mp"
+    nameless.write_bytes(b"".join(msgpack.packb(o, use_bin_type=True) for o in objects))
+    assert "uprobe PMU" not in _explain(nameless, "")
