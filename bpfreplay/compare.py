@@ -84,9 +84,9 @@ class Failure:
 
     @property
     def errno_name(self) -> str:
-        import errno as errno_module
+        from bpfreplay.uapi.errnos import errno_name
 
-        return errno_module.errorcode.get(self.errno, str(self.errno))
+        return errno_name(self.errno)
 
     def same_as(self, other: Failure | None) -> bool:
         return (other is not None and (self.call, self.errno, self.log)
@@ -524,15 +524,18 @@ def normalise(calls: Iterable[dict[str, Any]], pid: int,
 
 
 SOCKET = "<socket>"
-_SOL_SOCKET, _SO_ATTACH_BPF = 1, 50
+_SOL_SOCKET = 1
+_PROG_FD_OPTIONS = (50, 52)  # SO_ATTACH_BPF, SO_ATTACH_REUSEPORT_EBPF: optval a program fd
+_FPROG_OPTIONS = (26, 51)    # SO_ATTACH_FILTER, SO_ATTACH_REUSEPORT_CBPF: a sock_fprog
 
 
 def _setsockopt(record: dict[str, Any], objects: _Objects) -> tuple[dict[str, Any], Any]:
-    """setsockopt(SO_ATTACH_BPF/SO_DETACH_BPF) (the only ones recorded): the socket,
+    """setsockopt of the BPF socket options (the only ones recorded): the socket,
     which no recorded call made (socket() is not recorded) and whose number depends on
     what else the process has open, becomes ``<socket>`` (rule 1 for an fd that names
     no BPF object); the optval of SO_ATTACH_BPF, a program fd, becomes the program it
-    names; level, optname, optlen and any other optval bytes are compared as they are."""
+    names, that of SO_ATTACH_FILTER the classic program; level, optname, optlen and any
+    other optval bytes are compared as they are."""
     args = record.get("args", [0] * 6)
     fd = objects.name(_s32(args[0]))
     level, optname = args[1] & 0xFFFFFFFF, args[2] & 0xFFFFFFFF
@@ -541,8 +544,13 @@ def _setsockopt(record: dict[str, Any], objects: _Objects) -> tuple[dict[str, An
     raw = (record.get("in") or {}).get("optval")
     if not isinstance(raw, bytes | bytearray):
         return shown, None
-    if level == _SOL_SOCKET and optname == _SO_ATTACH_BPF and len(raw) == 4:
+    if level == _SOL_SOCKET and optname in _PROG_FD_OPTIONS and len(raw) == 4:
         return shown, objects.name(int.from_bytes(raw, "little", signed=True))
+    filter_data = (record.get("in") or {}).get("filter")
+    if level == _SOL_SOCKET and optname in _FPROG_OPTIONS and len(raw) >= 16 \
+            and isinstance(filter_data, bytes):
+        # a struct sock_fprog: its filter pointer (rule 2) becomes the program it points at
+        return shown, {"len": int.from_bytes(raw[:2], "little"), "filter": filter_data.hex()}
     return shown, bytes(raw).hex()
 
 
@@ -619,9 +627,9 @@ def _describe(call: dict[str, Any], probe: str | None = None) -> str:
 
 
 def _errno_name(value: int) -> str:
-    import errno as errno_module
+    from bpfreplay.uapi.errnos import errno_name
 
-    return errno_module.errorcode.get(value, str(value))
+    return errno_name(value)
 
 
 def _attr_size(call: dict[str, Any]) -> Any:

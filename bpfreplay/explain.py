@@ -10,7 +10,6 @@ interface; docs/trace-format.md). ``--extract DIR``: each payload as a file.
 from __future__ import annotations
 
 import argparse
-import errno as errno_module
 import json
 import os
 import sys
@@ -25,7 +24,9 @@ from bpfreplay.uapi import BPF_COMMON_ATTRS, cmd_name
 def errno_name(value: int | None) -> str | None:
     if value is None:
         return None
-    return errno_module.errorcode.get(value, str(value))
+    from bpfreplay.uapi.errnos import errno_name as name
+
+    return name(value)
 
 
 def _hex(value: Any) -> Any:
@@ -80,6 +81,8 @@ def call_to_json(record: dict[str, Any], explained: Any = None) -> dict[str, Any
             out["objects"] = explained.objects
         if explained.info:
             out["info"] = explained.info
+        if getattr(explained, "verifier", None) is not None:
+            out["verifier"] = explained.verifier.as_json()
     return out
 
 
@@ -245,8 +248,17 @@ class Summary:
         self.by_command: Counter[str] = Counter()
         self.by_phase: Counter[str] = Counter()
         self.probes: Counter[str] = Counter()
-        self.failures: list[tuple[int, str, str]] = []
+        self.failures: list[tuple[int, str, str]] = []  # the first FIRST_FAILURES
+        self.failed = 0
+        self.failed_kinds: Counter[tuple[str, str]] = Counter()  # (command, errno) -> count
+        # (index, program, verdict, VerifierStats) of the first loads with statistics
+        # that are not probes; all are counted by verdict
+        self.verified: list[tuple[int, str, str, Any]] = []
+        self.verdicts: Counter[str] = Counter()
         self.total = 0
+
+    FIRST_FAILURES = 64  # enough for any summary line; the rest are counted
+    FIRST_PROGRAMS = 10  # programs whose verifier statistics the summary lists
 
     def add(self, explained: Any) -> None:
         record = explained.record
@@ -265,7 +277,19 @@ class Summary:
             errno = record.get("errno")
             err = (errno_name(errno) if type(errno) is int else None) or "?"
             expected = " (expected: a probe)" if label and label.probe else ""
-            self.failures.append((explained.index, name, err + expected))
+            self.failed += 1
+            self.failed_kinds[(name, err + expected)] += 1
+            if len(self.failures) < self.FIRST_FAILURES:
+                self.failures.append((explained.index, name, err + expected))
+        stats = getattr(explained, "verifier", None)
+        if stats is not None:
+            errno = record.get("errno")
+            verdict = (errno_name(errno) or "?") if explained.failed and type(errno) is int \
+                else "loaded"
+            self.verdicts[verdict] += 1
+            if len(self.verified) < self.FIRST_PROGRAMS and not (label and label.probe):
+                program = dict(explained.fields).get("prog_name", "").strip('"')
+                self.verified.append((explained.index, program or "(no name)", verdict, stats))
 
 
 def _command(record: dict[str, Any]) -> str:

@@ -78,6 +78,11 @@ def test_argument_cases(program):
         (sc.FCNTL, (4, 1, 0, 0, 0, 0), allow),  # F_GETFD
         (sc.SETSOCKOPT, (3, sc.SOL_SOCKET, sc.SO_ATTACH_BPF, 0, 4, 0), trace),
         (sc.SETSOCKOPT, (3, sc.SOL_SOCKET, sc.SO_DETACH_BPF, 0, 4, 0), trace),
+        (sc.SETSOCKOPT, (3, sc.SOL_SOCKET, sc.SO_ATTACH_FILTER, 0, 16, 0), trace),
+        (sc.SETSOCKOPT, (3, sc.SOL_SOCKET, sc.SO_ATTACH_REUSEPORT_CBPF, 0, 16, 0), trace),
+        (sc.SETSOCKOPT, (3, sc.SOL_SOCKET, sc.SO_ATTACH_REUSEPORT_EBPF, 0, 4, 0), trace),
+        (sc.SETSOCKOPT, (3, sc.SOL_SOCKET, sc.SO_DETACH_REUSEPORT_BPF, 0, 0, 0), trace),
+        (sc.SETSOCKOPT, (3, sc.SOL_SOCKET, 44, 0, 4, 0), allow),  # SO_LOCK_FILTER
         (sc.SETSOCKOPT, (3, sc.SOL_SOCKET, 2, 0, 4, 0), allow),  # SO_REUSEADDR
         (sc.SETSOCKOPT, (3, 6, sc.SO_ATTACH_BPF, 0, 4, 0), allow),  # IPPROTO_TCP level
     ]

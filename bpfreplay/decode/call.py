@@ -11,8 +11,6 @@ out. Decoding trouble in one payload is shown in place, never raised.
 
 from __future__ import annotations
 
-import errno as errno_module
-import os
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +47,7 @@ class ExplainedCall:
     objects: dict[str, str] = field(default_factory=dict)  # fd field -> object it names
     info: dict[str, str] = field(default_factory=dict)  # OBJ_GET_INFO_BY_FD: the answer
     shown: set[str] = field(default_factory=set)  # payloads a section already decoded
+    verifier: Any = None  # VerifierStats of a PROG_LOAD whose log has them
 
     @property
     def failed(self) -> bool:
@@ -371,8 +370,9 @@ def _ret_text(record: Call, ctx: _DecodeContext) -> str:
     if ret is None:
         return "?"
     if ret == -1 and err:
-        name = errno_module.errorcode.get(err, str(err))
-        return f"-1 {name} ({os.strerror(err)})"
+        from bpfreplay.uapi.errnos import errno_name, errno_text
+
+        return f"-1 {errno_name(err)} ({errno_text(err)})"
     life = ctx.tracker.created_by(record.get("index", -1))
     if life is not None:
         return f"{ret}<{ctx.object_of(life)}>"
@@ -419,6 +419,10 @@ def _explain_bpf(explained: ExplainedCall, ctx: _DecodeContext, sections: bool) 
     explained.line = (f"bpf({name}{' | BPF_COMMON_ATTRS' if cmd & BPF_COMMON_ATTRS else ''}, "
                       f"{{{', '.join(shown)}}}{answer}, {size}{common}) = "
                       f"{_ret_text(record, ctx)}")
+    if name == "BPF_PROG_LOAD" and isinstance(outputs.get("log_buf"), bytes):
+        from bpfreplay.decode.verifier_stats import verifier_stats
+
+        explained.verifier = verifier_stats(outputs["log_buf"])
     if not sections:
         return
     if "attr_out" in record:
@@ -789,7 +793,8 @@ def _explain_perf_event_open(explained: ExplainedCall, ctx: _DecodeContext) -> N
         for f in decoded.fields:
             text = c_string(path + b"\0") if path is not None and f.offset == 56 else f.text
             explained.fields.append((f.name, text))
-            if not _is_empty(f):
+            # type and config 0 mean something (PERF_TYPE_HARDWARE, PERF_COUNT_SW_CPU_CLOCK)
+            if not _is_empty(f) or f.name in ("type", "config"):
                 shown.append(f"{f.name}={text}")
         attr_text = "{" + ", ".join(shown) + "}"
     group = _s32(args[3])
@@ -829,14 +834,49 @@ def _explain_other(explained: ExplainedCall, ctx: _DecodeContext) -> None:
         explained.line = f"munmap({hex(args[0])}, {args[1]}) = {ret}"
         return
     if syscall in ("dup", "dup2", "dup3", "fcntl"):
-        explained.line = f"{syscall}({_fd_text(first, 'fd', explained, ctx)}, " \
-                         f"{', '.join(str(_s32(a)) for a in args[1:3])}) = {ret}"
+        from bpfreplay.decode.syscall_args import dup3_flags, fcntl_command
+
+        rest = {"dup": [], "dup2": [str(_s32(args[1]))],
+                "dup3": [str(_s32(args[1])), dup3_flags(args[2] & 0xFFFFFFFF)],
+                "fcntl": [fcntl_command(args[1] & 0xFFFFFFFF), str(_s32(args[2]))]}[syscall]
+        explained.line = f"{syscall}({', '.join([_fd_text(first, 'fd', explained, ctx)] + rest)})" \
+                         f" = {ret}"
         return
     if syscall == "memfd_create":
+        from bpfreplay.decode.syscall_args import memfd_flags
+
         name = c_string(((record.get("in") or {}).get("name") or b"") + b"\0")
-        explained.line = f"memfd_create({name}, {args[1]:#x}) = {ret}"
+        explained.line = f"memfd_create({name}, {memfd_flags(args[1] & 0xFFFFFFFF)}) = {ret}"
+        return
+    if syscall == "setsockopt":
+        _explain_setsockopt(explained, ctx, ret)
         return
     explained.line = f"{syscall}({', '.join(hex(a) for a in args[:5])}) = {ret}"
+
+
+def _explain_setsockopt(explained: ExplainedCall, ctx: _DecodeContext, ret: str) -> None:
+    """``setsockopt(7, SOL_SOCKET, SO_ATTACH_BPF, [5<prog handle>], 4)``, a classic
+    program as strace shows it (the one-line form shortened, -v's section whole)."""
+    from bpfreplay.decode import syscall_args as sa
+    from bpfreplay.decode.cbpf import filter_insns
+
+    record = explained.record
+    args = record.get("args", [0] * 6)
+    inputs = record.get("in") or {}
+    level, option, optlen = args[1] & 0xFFFFFFFF, args[2] & 0xFFFFFFFF, args[4] & 0xFFFFFFFF
+    optval, filter_data = inputs.get("optval"), inputs.get("filter")
+
+    def text(whole: bool) -> str:
+        return sa.optval_text(level, option, args[3], optlen, optval, filter_data,
+                              lambda fd: _fd_text(fd, "optval", explained, ctx), whole=whole)
+
+    explained.line = (f"setsockopt({_s32(args[0])}, {sa.socket_level(level)}, "
+                      f"{sa.socket_option(level, option)}, {text(False)}, {optlen}) = {ret}")
+    explained.fields.append(("optval", text(True)))
+    if isinstance(filter_data, bytes) and filter_data:
+        insns = filter_insns(filter_data)
+        explained.sections.append(Section(f"classic BPF program ({len(insns)} instructions)",
+                                          [f"{i}: {t}" for i, t in enumerate(insns)]))
 
 
 def _s32(value: int) -> int:

@@ -161,6 +161,11 @@ def fd_references(call: Call) -> list[tuple[str, int]]:
         fd = _as_fd(_arg(call, 4))
         if fd is not None:
             refs.append(("fd", fd))
+    elif syscall == "setsockopt" and _arg(call, 1) == 1 and _arg(call, 2) in (50, 52):
+        optval = buffer(call, "optval")  # SO_ATTACH_BPF/SO_ATTACH_REUSEPORT_EBPF: a prog fd
+        fd = _as_fd(int.from_bytes(optval[:4], "little")) if len(optval) >= 4 else None
+        if fd is not None:
+            refs.append(("optval", fd))
     elif syscall == "perf_event_open":
         group = _as_fd(_arg(call, 3))
         if group is not None:

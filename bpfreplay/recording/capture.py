@@ -9,6 +9,7 @@ the same records for the same call: the attr, every buffer it points to (sized b
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -469,15 +470,26 @@ class CallCapture:
 
     def _setsockopt_entry(self, process: Process, args: tuple[int, ...]) -> dict[str, Any] | None:
         level, optname = args[1] & 0xFFFFFFFF, args[2] & 0xFFFFFFFF
-        if level != sc.SOL_SOCKET or optname not in (sc.SO_ATTACH_BPF, sc.SO_DETACH_BPF):
+        if level != sc.SOL_SOCKET or optname not in sc.BPF_SOCKET_OPTIONS:
             return None
         optval, optlen = args[3], args[4] & 0xFFFFFFFF
-        if optval and optlen:
-            try:
-                return {"in": {"optval": process.mem().read(optval, min(optlen, 64))}}
-            except OSError:
-                pass
-        return {}
+        if not optval or not optlen:
+            return {}
+        try:
+            inputs = {"optval": process.mem().read(optval, min(optlen, 64))}
+        except OSError:
+            return {}
+        # A classic program: the struct sock_fprog's filter array, as the kernel reads
+        # it (sk_attach_filter: len instructions of 8 bytes, at most BPF_MAXINSNS).
+        fprog = inputs["optval"]
+        if optname in (sc.SO_ATTACH_FILTER, sc.SO_ATTACH_REUSEPORT_CBPF) and len(fprog) >= 16:
+            count, address = struct.unpack_from("<H6xQ", fprog)
+            if address and 0 < count <= 4096:
+                try:
+                    inputs["filter"] = process.mem().read(address, count * 8)
+                except OSError:
+                    pass
+        return {"in": inputs}
 
 _ENTRY_HANDLERS = {
     sc.BPF: CallCapture.bpf_entry,

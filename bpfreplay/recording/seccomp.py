@@ -2,7 +2,7 @@
 
 Like ``strace --seccomp-bpf``: a classic BPF program returns SECCOMP_RET_TRACE for
 the syscalls we record (narrowed by their arguments where that is cheap: mmap of a
-real fd, ioctl of the perf '$' type, fcntl F_DUPFD*, setsockopt SO_(AT|DE)TACH_BPF)
+real fd, ioctl of the perf '$' type, fcntl F_DUPFD*, setsockopt of the BPF socket options)
 and SECCOMP_RET_ALLOW for everything else, which then runs at full speed.
 """
 
@@ -98,8 +98,9 @@ def build_filter() -> bytes:
     a.load(_arg_low(1))
     a.jump(_JEQ_K, sc.SOL_SOCKET, 0, "allow")
     a.load(_arg_low(2))
-    a.jump(_JEQ_K, sc.SO_ATTACH_BPF, "trace")
-    a.jump(_JEQ_K, sc.SO_DETACH_BPF, "trace", "allow")
+    for option in sc.BPF_SOCKET_OPTIONS[:-1]:
+        a.jump(_JEQ_K, option, "trace")
+    a.jump(_JEQ_K, sc.BPF_SOCKET_OPTIONS[-1], "trace", "allow")
     a.label("allow")
     a.ret(SECCOMP_RET_ALLOW)
     a.label("trace")

@@ -33,3 +33,9 @@ NUMBERS = {name: nr for nr, name in NAMES.items()}
 PERF_IOC_TYPE = ord("$")      # PERF_EVENT_IOC_* are _IO('$', n) / _IOW('$', n, ...)
 F_DUPFD, F_DUPFD_CLOEXEC = 0, 1030
 SOL_SOCKET, SO_ATTACH_BPF, SO_DETACH_BPF = 1, 50, 27
+# The socket options that attach or detach a BPF program (eBPF by fd, classic BPF as a
+# struct sock_fprog), all recorded; SO_DETACH_BPF is SO_DETACH_FILTER.
+SO_ATTACH_FILTER, SO_ATTACH_REUSEPORT_CBPF, SO_ATTACH_REUSEPORT_EBPF = 26, 51, 52
+SO_DETACH_REUSEPORT_BPF = 68
+BPF_SOCKET_OPTIONS = (SO_ATTACH_BPF, SO_DETACH_BPF, SO_ATTACH_FILTER, SO_ATTACH_REUSEPORT_CBPF,
+                      SO_ATTACH_REUSEPORT_EBPF, SO_DETACH_REUSEPORT_BPF)

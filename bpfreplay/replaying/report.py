@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import errno as errno_codes
 import json
 import re
 from dataclasses import dataclass, field
@@ -138,7 +137,9 @@ def _call_report(trace: RecordedTrace, recorded: list[dict[str, Any]],
 
 def _verdict(item: dict[str, Any]) -> str:
     if item.get("errno"):
-        return errno_codes.errorcode.get(item["errno"], str(item["errno"]))
+        from bpfreplay.uapi.errnos import errno_name
+
+        return errno_name(item["errno"])
     return "loaded" if item.get("ret") is not None else "no answer"
 
 
