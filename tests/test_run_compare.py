@@ -252,7 +252,7 @@ def test_interrupted_load_exits_130_a_stream_ended_by_ctrl_c_exits_0(monkeypatch
         calls.append(obj)
         return notes
 
-    def interrupted_stream(obj, duration):  # noqa: ANN001, ANN202
+    def interrupted_stream(obj, duration, *dumping):  # noqa: ANN001, ANN002, ANN202
         raise KeyboardInterrupt
 
     from bpfreplay import run as run_command
