@@ -63,7 +63,7 @@ def call_to_json(record: dict[str, Any], explained: Any = None) -> dict[str, Any
     out["args"] = [f"{a:#x}" if type(a) is int else repr(a)
                    for a in (args if type(args) is list else [])]
     for key in ("attr", "attr_out", "common", "in", "out", "object", "faults", "replaced",
-                "attr_fault", "ts", "dur"):
+                "attr_fault", "tracepoint", "pmu", "ts", "dur"):
         if key in record:
             out[key] = _hex(record[key])
     if explained is not None and explained.line.startswith("<malformed record"):
