@@ -35,6 +35,10 @@ class CallReport:
     notes: list[str] = field(default_factory=list)
     differences: list[tuple[str, Any, Any]] = field(default_factory=list)  # path, rec, here
     log_diff: list[str] = field(default_factory=list)
+    # "ok" or the errno name, recorded and here (None: not made here): what the kernel
+    # matrix checks against the C reference run on this kernel
+    recorded_outcome: str = ""
+    outcome: str | None = None
 
 
 @dataclass
@@ -111,7 +115,7 @@ def _call_report(trace: RecordedTrace, recorded: list[dict[str, Any]],
     item = recorded[result.position]
     index = trace.calls[result.position].get("index", result.position)
     report = CallReport(result.position, index, _describe(item), SKIPPED,
-                        notes=list(result.notes))
+                        notes=list(result.notes), recorded_outcome=outcome(item))
     if result.skipped:
         report.reason, report.needs = result.skipped, result.needs
         return report
@@ -119,6 +123,7 @@ def _call_report(trace: RecordedTrace, recorded: list[dict[str, Any]],
         report.status, report.reason = DIFFERENT, "no call of the replay was recorded for it"
         return report
     mine = ours[result.ours[0]]
+    report.outcome = outcome(mine)
     found = _diff_pair(_without(item, result.adjusted), _without(mine, result.adjusted))
     report.differences = [(path, theirs, here) for _, path, theirs, here in found]
     report.status = DIFFERENT if found else SAME
@@ -133,6 +138,13 @@ def _call_report(trace: RecordedTrace, recorded: list[dict[str, Any]],
                 [f"... {len(lines) - _MAX_LOG_DIFF} more lines"]
                 if len(lines) > _MAX_LOG_DIFF else [])
     return report
+
+
+def outcome(item: dict[str, Any]) -> str:
+    """A call's answer in one word: "ok", the errno's name, or "no answer"."""
+    if item.get("errno"):
+        return errno_codes.errorcode.get(item["errno"], str(item["errno"]))
+    return "ok" if item.get("ret") is not None else "no answer"
 
 
 def _verdict(item: dict[str, Any]) -> str:
@@ -212,7 +224,9 @@ def as_json(report: ReplayReport, our_trace: str | None) -> dict[str, Any]:
     return {
         "trace": report.trace, "recorded_kernel": report.recorded_kernel,
         "our_trace": our_trace,
-        "calls": [{"index": c.index, "call": c.call, "status": c.status,
+        "calls": [{"index": c.index, "position": c.position, "call": c.call,
+                   "status": c.status, "recorded_outcome": c.recorded_outcome,
+                   "outcome": c.outcome,
                    "reason": c.reason or None, "needs": c.needs, "notes": c.notes,
                    "differences": [{"path": p, "recorded": r, "here": h}
                                    for p, r, h in c.differences],

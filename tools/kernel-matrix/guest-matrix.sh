@@ -8,7 +8,8 @@
 #   guest-matrix.sh OUT HOST_TRACE TEST_FILE...
 #     OUT/guest.mp        the reference minimal recorded on this kernel (for the host)
 #     OUT/demo.txt .rc    run --compare against it
-#     OUT/replay.txt .rc  `bpfreplay replay HOST_TRACE` (absent: no replay command)
+#     OUT/replay.json .txt .rc  `bpfreplay replay --json HOST_TRACE` (stderr in .txt)
+#     OUT/crosscheck.txt .rc    crosscheck.py: the replay's outcomes against guest.mp's
 #     OUT/tests.xml .txt .rc  pytest of TEST_FILE... (junit XML)
 #     OUT/kernel          uname -r
 set -u
@@ -32,8 +33,9 @@ step() { # step NAME COMMAND...: output to OUT/NAME.txt, status to OUT/NAME.rc
 
 step record "$BIN/bpfreplay" record -o "$out/guest.mp" -- "$REF/minimal" 2
 step demo "$BIN/bpfreplay" run "$REF/minimal.bpf.o" --duration 3 --compare "$out/guest.mp"
-if "$BIN/bpfreplay" replay --help > /dev/null 2>&1; then
-	step replay "$BIN/bpfreplay" replay "$host_trace"
-fi
+replay_json() { "$BIN/bpfreplay" replay --json "$host_trace" > "$out/replay.json"; }
+step replay replay_json
+step crosscheck "$BIN/python" tools/kernel-matrix/crosscheck.py "$host_trace" \
+	"$out/replay.json" "$out/guest.mp"
 step tests "$BIN/pytest" -q -p no:cacheprovider -rfEs --durations=15 --junitxml="$out/tests.xml" "$@"
 exit 0

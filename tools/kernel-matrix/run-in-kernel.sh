@@ -49,7 +49,22 @@ if [ $PRINT_KVER = 1 ]; then
 fi
 
 JOB=$(mktemp -d /tmp/bpfreplay-kjob.XXXXXX)
-trap 'rm -rf "$JOB"' EXIT
+qpid="" tpid=""
+# A killed or interrupted run ends its guest too (qemu in the background would
+# otherwise keep running, TCG holding both cores): timeout(1) makes itself the leader
+# of a process group holding qemu, and the EXIT trap ends that group.
+km_cleanup() {
+	if [ -n "$qpid" ] && kill -0 "$qpid" 2> /dev/null; then
+		kill -TERM -- "-$qpid" 2> /dev/null || kill -TERM "$qpid" 2> /dev/null
+		wait "$qpid" 2> /dev/null
+	fi
+	[ -n "$tpid" ] && kill "$tpid" 2> /dev/null
+	rm -rf "$JOB"
+}
+trap km_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 echo "$JOB" > "$JOB/path"
 echo "$KVER" > "$JOB/kver"
 echo "$KDIR" > "$JOB/kdir"
