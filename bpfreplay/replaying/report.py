@@ -143,7 +143,9 @@ def _call_report(trace: RecordedTrace, recorded: list[dict[str, Any]],
 def outcome(item: dict[str, Any]) -> str:
     """A call's answer in one word: "ok", the errno's name, or "no answer"."""
     if item.get("errno"):
-        return errno_codes.errorcode.get(item["errno"], str(item["errno"]))
+        from bpfreplay.uapi.errnos import errno_name
+
+        return errno_name(item["errno"])
     return "ok" if item.get("ret") is not None else "no answer"
 
 

@@ -139,8 +139,11 @@ def summary(result: Check) -> str:
     if result.unpaired:
         text += f", {len(result.unpaired)} unpaired"
     text += ")"
-    if result.tracepoints:
-        text += "; tracepoint ids resolved by name"
+    other = [t.split(" ", 2)[2] for t in result.tracepoints if " recorded, " in t]
+    if other:
+        text += "; other tracepoint ids resolved by name: " + "; ".join(other)
+    elif result.tracepoints:
+        text += "; tracepoints resolved by name, same ids"
     return text
 
 
