@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import msgpack
@@ -215,3 +216,26 @@ def test_recording_keeps_the_pmu_name_and_probe_target(crafted_trace, tmp_path):
     nameless = tmp_path / "nameless.mp"
     nameless.write_bytes(b"".join(msgpack.packb(o, use_bin_type=True) for o in objects))
     assert "uprobe PMU" not in _explain(nameless, "")
+
+
+def test_an_event_made_while_recording_is_named(tmp_path):
+    """libbpf's legacy probes make their tracefs event just before perf_event_open: the
+    recorder's table, read at the first tracepoint event, is read again for an id it
+    does not know. The event is gone once explained, and tracefs is disabled too."""
+    require_kernel()
+    root = next((r for r in ("/sys/kernel/debug/tracing", "/sys/kernel/tracing")
+                 if Path(r, "uprobe_events").exists()), None)
+    if root is None:
+        pytest.fail("no tracefs with uprobe_events")
+    trace = tmp_path / "legacy.mp"
+    result = subprocess.run([BPFREPLAY, "record", "-q", "-o", str(trace), "--",
+                             sys.executable, str(ROOT / "tests" / "data" / "record" /
+                                                 "legacy_uprobe_event.py"), root],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    name = result.stdout.strip().splitlines()[-1]
+    assert name not in Path(root, "uprobe_events").read_text()  # removed by the tracee
+    assert [c.get("tracepoint") for c in _perf_opens(trace)] == [
+        "syscalls:sys_enter_getpid", f"uprobes:{name}"]
+    out = _explain(trace, "")
+    assert f"/* uprobes:{name} */" in out and f"<perf_event uprobes:{name}>" in out
