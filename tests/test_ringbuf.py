@@ -207,3 +207,45 @@ def test_event_options_errors_before_any_load(options, message):
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 1 and message in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "bpfreplay: map" not in done.stderr
+
+
+def _bpf_mappings() -> list[tuple[int, str, int]]:
+    """(length, permissions, offset) of this process's mappings of BPF maps and perf
+    events, as /proc/self/maps shows them."""
+    found = []
+    for line in open("/proc/self/maps"):
+        fields = line.split()
+        if len(fields) >= 6 and fields[5] in ("anon_inode:bpf-map", "anon_inode:[perf_event]"):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            found.append((end - start, fields[1], int(fields[2], 16)))
+    return found
+
+
+def test_mappings_as_the_kernel_shows_them_and_none_left(kernel):
+    """While a reader is open, /proc/self/maps shows libbpf's mappings: the ring
+    buffer's consumer page (rw, offset 0) and producer + twice the data (ro, offset one
+    page); per online CPU one perf ring of 1 + 8 pages (rw). After the object closes,
+    none; a map of the wrong kind is refused without any mapping made."""
+    import bpfreplay
+    from bpfreplay.errors import LoaderError
+    from bpfreplay.loader.attach_perf_event import sampling_cpus
+
+    page = os.sysconf("SC_PAGE_SIZE")
+    before = _bpf_mappings()
+    with bpfreplay.load(str(by_name("bootstrap").path)) as obj:
+        base = _bpf_mappings()  # the skeleton's own (a frozen .rodata)
+        obj.ring_buffer("rb")
+        added = [m for m in _bpf_mappings() if m not in base]
+        assert sorted(added) == sorted([(page, "rw-s", 0),
+                                        (page + 2 * 256 * 1024, "r--s", page)])
+        with pytest.raises(LoaderError, match="not a BPF_MAP_TYPE_RINGBUF"):
+            obj.ring_buffer("exec_start")
+        with pytest.raises(LoaderError, match="not a BPF_MAP_TYPE_PERF_EVENT_ARRAY"):
+            obj.perf_buffer("rb")
+        assert [m for m in _bpf_mappings() if m not in base] == added
+    with bpfreplay.load(str(by_name("bootstrap_legacy").path)) as obj:
+        base = _bpf_mappings()
+        obj.perf_buffer("pb")
+        added = [m for m in _bpf_mappings() if m not in base]
+        assert added == [(9 * page, "rw-s", 0)] * len(sampling_cpus())
+    assert _bpf_mappings() == before
