@@ -45,6 +45,7 @@ testprogs: system
 	$(MAKE) -s -C tests/data/usdt
 	$(MAKE) -s -C tests/data/pin
 	$(MAKE) -s -C tests/data/compare
+	$(MAKE) -s -C tests/data/names
 	$(MAKE) -s -C tests/data/net
 	$(MAKE) -s -C tests/data/replay
 	$(MAKE) -s -C tests/data/maps

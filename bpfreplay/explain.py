@@ -181,9 +181,31 @@ def decode_context(header: dict[str, Any]) -> dict[str, Any]:
     ``pmu``) and nothing else is asked: another machine's tracefs numbers its
     tracepoints its own way. A version-1 trace kept none: this machine's tracefs and
     sysfs name them (the explain header says so)."""
+    kernel = {"kernel_btf_name": _kernel_btf_names() if header.get("kernel") ==
+              os.uname().release else None}
     if header.get("version", 1) >= 2:
-        return {"tracepoint_name": None, "pmu_name": None}
-    return {"tracepoint_name": _tracepoint_names(), "pmu_name": _pmu_names()}
+        return {"tracepoint_name": None, "pmu_name": None, **kernel}
+    return {"tracepoint_name": _tracepoint_names(), "pmu_name": _pmu_names(), **kernel}
+
+
+def _kernel_btf_names() -> Any:
+    """id -> name in this machine's vmlinux BTF (kfunc calls), read on first use: asked
+    only for a trace recorded on a kernel of this release, whose ids are this BTF's."""
+    namer = None
+
+    def lookup(type_id: int) -> str | None:
+        nonlocal namer
+        if namer is None:
+            from bpfreplay.decode.btf_names import type_namer
+
+            try:
+                with open("/sys/kernel/btf/vmlinux", "rb") as f:
+                    namer = type_namer(f.read())
+            except OSError:
+                namer = lambda _id: None  # noqa: E731
+        return namer(type_id)
+
+    return lookup
 
 
 def _explain(trace: Any, args: argparse.Namespace) -> None:

@@ -165,3 +165,90 @@ def test_summary_lines_bounded_on_bpftool_feature_probe(tmp_path):
     assert line.startswith(f"#   failed: {failed} (")
     shown = len(re.findall(r"#\d+ ", line))
     assert line.endswith(f", and {failed - shown} more")
+
+
+@pytest.fixture(scope="module")
+def special(tmp_path_factory):
+    """tests/data/names/special_insns.bpf.o loaded by ``bpftool -d prog loadall`` (its
+    verifier log and libbpf's debug messages on stderr), recorded; bpftool's own dumps
+    of what it loaded, read before the private bpffs goes."""
+    require_kernel()
+    bpftool = require_tool("bpftool")
+    from tests.conftest import _built
+
+    obj = _built(ROOT / "tests" / "data" / "names" / "build" / "special_insns.bpf.o",
+                 ROOT / "tests" / "data" / "names")
+    tmp = tmp_path_factory.mktemp("special")
+    pins = tmp / "bpffs"
+    pins.mkdir()
+    # a bpffs of our own, the parent of loadall's directory (else bpftool mounts one on
+    # that parent itself); unmounting it unpins what bpftool pinned
+    subprocess.run(["mount", "-t", "bpf", "bpf", str(pins)], check=True)
+    try:
+        trace = tmp / "trace.mp"
+        loaded = subprocess.run([*BPFREPLAY, "record", "-o", str(trace), "--", bpftool, "-d",
+                                 "prog", "loadall", str(obj), str(pins / "special_insns")],
+                                capture_output=True, text=True, timeout=300)
+        assert loaded.returncode == 0, loaded.stderr[-3000:]
+        xlated = subprocess.run([bpftool, "prog", "dump", "xlated", "pinned",
+                                 str(pins / "special_insns" / "special")], check=True,
+                                capture_output=True, text=True).stdout
+        import json
+
+        info = json.loads(subprocess.run([bpftool, "-j", "prog", "show", "pinned",
+                                          str(pins / "special_insns" / "special")], check=True,
+                                         capture_output=True, text=True).stdout)
+        btf = subprocess.run([bpftool, "btf", "dump", "id", str(info["btf_id"])], check=True,
+                             capture_output=True, text=True).stdout
+    finally:
+        subprocess.run(["umount", str(pins)], check=True)
+    out = subprocess.run([*BPFREPLAY, "explain", "-v", "--cmd", "PROG_LOAD", str(trace)],
+                         check=True, capture_output=True, text=True).stdout
+    block = [b for b in re.split(r"\n(?=\s*\d+ \S+\s+bpf\()", out) if 'prog_name="special"' in b]
+    assert len(block) == 1
+    section = block[0].split("--- instructions")[1].split("\n        ---")[0]
+    insns = {int(m[1]): m[2] for m in re.finditer(r"^\s+(\d+): (.*)$", section, re.M)}
+    return loaded.stderr, xlated, btf, insns
+
+
+def test_core_poison_labelled_where_libbpf_poisoned(special):
+    stderr, _, _, insns = special
+    poisoned = [int(n) for n in re.findall(r"prog 'special': relo #\d+: substituting insn "
+                                           r"#(\d+) w/ invalid insn", stderr)]
+    assert poisoned
+    labelled = [n for n, text in insns.items() if "poisoned CO-RE relocation" in text]
+    assert labelled == poisoned
+    for n in poisoned:
+        assert insns[n].startswith("(85) call unknown#195896080  /* libbpf: ")
+
+
+def test_kfunc_calls_named_as_the_verifier_log(special):
+    stderr, _, _, insns = special
+    log = stderr.split("-- BEGIN PROG LOAD LOG --")[-1]
+    calls = dict(re.findall(r"^(\d+): (\(85\) call bpf_task_\w+#\d+)", log, re.M))
+    assert len(calls) == 2  # bpf_task_acquire, bpf_task_release
+    for index, text in calls.items():
+        assert insns[int(index)] == text
+
+
+def test_subprogram_calls_and_callbacks_named_as_bpftool(special):
+    _, xlated, _, insns = special
+    theirs = re.findall(r"call pc[+-]\d+#bpf_prog_[0-9a-f]+_(\w+)", xlated)
+    ours = [m[1] for text in insns.values()
+            for m in [re.search(r"/\* (?:call|address) of subprogram (\w+) \*/", text)] if m]
+    assert theirs == ours == ["add_one", "loop_step"]
+
+
+def test_map_values_name_the_variable_of_the_loaded_btf(special):
+    _, xlated, btf, insns = special
+    offsets = [int(o) for o in re.findall(r"= map\[id:\d+\]\[0\]\+(\d+)", xlated)]
+    ours = [(int(m[1]), m[2]) for text in insns.values()
+            for m in [re.search(r"map\[fd:\d+\]\[0\]\+(\d+)<map [^>]*>  /\* variable "
+                                r"(\w+)(?:\+\d+)? of \.bss \*/", text)] if m]
+    # the verifier drops dead code (the poisoned branch's store) from what bpftool dumps
+    assert {o for o, _ in ours} == set(offsets) and len(ours) >= len(offsets)
+    bss = btf.split("DATASEC '.bss'")[1].split("\n[")[0]
+    variables = [(int(o), int(s), v) for o, s, v in
+                 re.findall(r"offset=(\d+) size=(\d+) \(VAR '(\w+)'\)", bss)]
+    for offset, name in ours:
+        assert [v for o, s, v in variables if o <= offset < o + s] == [name]

@@ -82,7 +82,10 @@ class _DecodeContext:
     tracker: FdTracker | FdCursor
 
     def __init__(self, *, tracepoint_name: Callable[[int], str | None] | None = None,
-                 pmu_name: Callable[[int], str | None] | None = None) -> None:
+                 pmu_name: Callable[[int], str | None] | None = None,
+                 kernel_btf_name: Callable[[int], str | None] | None = None) -> None:
+        # the name of a vmlinux BTF type by id (kfunc calls), where the kernel is known
+        self.kernel_btf_name = kernel_btf_name
         from bpfreplay.decode.info import InfoNames
 
         self.tracepoint_name = tracepoint_name
@@ -152,10 +155,12 @@ class TraceContext(_DecodeContext):
 
     def __init__(self, calls: Iterable[Call], *,
                  tracepoint_name: Callable[[int], str | None] | None = None,
-                 pmu_name: Callable[[int], str | None] | None = None):
+                 pmu_name: Callable[[int], str | None] | None = None,
+                 kernel_btf_name: Callable[[int], str | None] | None = None):
         from bpfreplay.trace.schema import call_record_problem
 
-        super().__init__(tracepoint_name=tracepoint_name, pmu_name=pmu_name)
+        super().__init__(tracepoint_name=tracepoint_name, pmu_name=pmu_name,
+                         kernel_btf_name=kernel_btf_name)
         self.records = [c for c in calls if isinstance(c, dict)]
         self.malformed: dict[int, str] = {}  # id(record) -> what is wrong with it
         self.calls = []
@@ -228,11 +233,13 @@ class ExplainStream:
 
     def __init__(self, open_calls: Callable[[], Iterable[Call]], *, sections: bool = True,
                  tracepoint_name: Callable[[int], str | None] | None = None,
-                 pmu_name: Callable[[int], str | None] | None = None) -> None:
+                 pmu_name: Callable[[int], str | None] | None = None,
+                 kernel_btf_name: Callable[[int], str | None] | None = None) -> None:
         self.open_calls = open_calls
         self.sections = sections
         self.context: dict[str, Any] = {"tracepoint_name": tracepoint_name,
-                                        "pmu_name": pmu_name}
+                                        "pmu_name": pmu_name,
+                                        "kernel_btf_name": kernel_btf_name}
         self.malformed = 0  # records malformed (known once the first pass has run)
         self.whole = False  # explained from a list after all
 
@@ -680,7 +687,11 @@ def _followed_strings(name: str, inputs: dict[str, bytes]) -> bool:
 
 
 def _instructions(explained: ExplainedCall, ctx: _DecodeContext) -> list[str]:
-    from bpfreplay.decode.insn import Resolver, before_load_imm64_text, disassemble
+    """The kernel's disassembly of the program as loaded, with the function and source
+    lines of its func/line info and a note after each special instruction (libbpf's
+    poison, subprogram calls by name, the variable behind a map value: insn_notes)."""
+    from bpfreplay.decode.insn import Resolver, before_load_imm64_text, decode_insns, format_insn
+    from bpfreplay.decode.insn_notes import instruction_notes
 
     record = explained.record
     data = record["in"]["insns"]
@@ -694,20 +705,68 @@ def _instructions(explained: ExplainedCall, ctx: _DecodeContext) -> list[str]:
                 text += f"<{name}>"
         return text
 
+    def kfunc(btf_id: int, off: int) -> str | None:
+        # off 0: an id into vmlinux BTF, named as the verifier log names it
+        namer = ctx.kernel_btf_name
+        return namer(btf_id) if off == 0 and namer is not None else None
+
     try:
-        lines = disassemble(data, resolver=Resolver(imm64_text=imm64))
+        insns = decode_insns(data)
     except DecodeError as e:
         return [f"<{e}>"]
     btf = ctx.btf_of(ctx.tracker.reference(explained.index, "prog_btf_fd"))
+    funcs: list[Any] = []
+    line_info: list[Any] = []
+    problem = None
     if btf is not None:
-        from bpfreplay.decode.lineinfo import annotate, program_info
+        from bpfreplay.decode.lineinfo import program_info
 
         try:
             funcs, line_info = program_info(record, btf)
-            lines = annotate(lines, funcs, line_info)
         except DecodeError as e:
-            lines.append(f"<func/line info not decoded: {e}>")
+            problem = f"<func/line info not decoded: {e}>"
+    starts = {f.insn_off: f.name for f in funcs}
+    notes = instruction_notes(insns, function_at=starts.get,
+                              kfunc_named=lambda i: kfunc(i.imm, i.off) is not None,
+                              map_value_at=lambda i: _map_variable(explained, ctx, i))
+    resolver = Resolver(imm64_text=imm64, kfunc_name=kfunc)
+    lines = []
+    for insn in insns:
+        text = f"{insn.index}: {format_insn(insn, resolver=resolver)}"
+        note = notes.get(insn.index)
+        lines.append(f"{text}  /* {note} */" if note else text)
+    if btf is not None and problem is None:
+        from bpfreplay.decode.lineinfo import annotate
+
+        lines = annotate(lines, funcs, line_info)
+    if problem is not None:
+        lines.append(problem)
     return lines
+
+
+def _map_variable(explained: ExplainedCall, ctx: _DecodeContext, insn: Any) -> str | None:
+    """``variable seen+8`` for an ld_imm64 of a map value: the global variable the
+    offset falls in, from the DATASEC its map was created with (.bss, .data, .rodata)."""
+    from bpfreplay.decode.btf import Kind
+    from bpfreplay.decode.fds import attr_field
+
+    map_life = ctx.tracker.reference(explained.index, f"insns[{insn.index}]")
+    creator = ctx.tracker.creator(map_life)
+    btf = ctx.btf_of(ctx.tracker.creator_reference(map_life, "btf_fd"))
+    if creator is None or btf is None:
+        return None
+    section = btf.type(attr_field(creator, "btf_value_type_id"))
+    if section is None or section.kind != Kind.DATASEC:
+        return None
+    offset = insn.imm_hi
+    for info in section.secinfos:
+        if info.offset <= offset < info.offset + max(info.size, 1):
+            var = btf.type(info.type)
+            if var is None or not var.name:
+                return None
+            inside = offset - info.offset
+            return f"variable {var.name}{f'+{inside}' if inside else ''} of {section.name}"
+    return None
 
 
 def _map_data(explained: ExplainedCall, ctx: _DecodeContext, key: str, data: bytes) -> list[str]:
