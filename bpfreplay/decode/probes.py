@@ -410,14 +410,27 @@ class ProbeRule:
     # The label, when it carries the call's arguments (the public probe API's).
     name: Callable[[Call], str | None] | None = None
     source: str = "libbpf"  # whose probe: "libbpf" (kernel_supports), "libbpf API", "bpftool"
+    # The label from the calls around it (a part of a probe named after the whole).
+    context_name: Callable[[Context, Call], str | None] | None = None
 
-    def label(self, call: Call) -> str:
+    def label(self, ctx: Context, call: Call) -> str:
         named = self.name(call) if self.name is not None else None
+        if named is None and self.context_name is not None:
+            named = self.context_name(ctx, call)
         return named or self.probe
 
 
 def _public(find: Callable[[Call], str | None]) -> Callable[[Context, Call], bool]:
     return lambda ctx, call: find(call) is not None
+
+
+def _map_probe_using(ctx: Context, call: Call) -> str | None:
+    """The map-type probe whose map reads this call's fd (its inner map, its BTF)."""
+    for user in ctx.users(call):
+        name = public_probes.map_type_probe(user)
+        if name is not None:
+            return name
+    return None
 
 
 def _inner_map(ctx: Context, call: Call) -> bool:
@@ -501,7 +514,7 @@ PROBE_RULES: tuple[ProbeRule, ...] = (
     ProbeRule("libbpf_probe_bpf_map_type", "BPF_MAP_CREATE",
               "unnamed HASH 4/4/1, the inner map of a map-in-map type's probe", _inner_map,
               "the inner map of a map-in-map probe",
-              name=lambda c: "libbpf_probe_bpf_map_type(inner map)", source=_API),
+              context_name=_map_probe_using, source=_API),
     ProbeRule("libbpf_probe_bpf_map_type", "BPF_MAP_CREATE",
               "unnamed map of the type, with what probe_map_create sets for it",
               _public(public_probes.map_type_probe), "can maps of this type be created",
@@ -532,7 +545,7 @@ PROBE_RULES: tuple[ProbeRule, ...] = (
     ProbeRule("libbpf_probe_bpf_map_type", "BPF_BTF_LOAD",
               "struct bpf_spin_lock and struct val (load_local_storage_btf)",
               _btf_is("local_storage"), "the BTF of a local-storage map type's probe",
-              name=lambda c: "libbpf_probe_bpf_map_type(local storage BTF)", source=_API),
+              context_name=_map_probe_using, source=_API),
     # -- BPF_LINK_CREATE
     ProbeRule("perf_link", "BPF_LINK_CREATE", "BPF_PERF_EVENT link to target_fd -1",
               _links_to_nothing,
@@ -823,7 +836,7 @@ def label_calls(calls: Iterable[Call]) -> list[CallLabel]:
     for call in tracker.calls:
         rule = _match_rule(ctx, call)
         if rule is not None:
-            ctx.probes[call["index"]] = rule.label(call)
+            ctx.probes[call["index"]] = rule.label(ctx, call)
             notes[call["index"]] = _outcome(call, rule)
             loading.matched(call, rule)
     # Follow-ups, twice: a map used only by a probe program may come before the close
@@ -1152,6 +1165,8 @@ class _FirstPass:
         """l0, unless a rule has to wait for an fd's close."""
         try:
             rule = _match_rule(self.rules, node.record)  # type: ignore[arg-type]
+            label = rule.label(self.rules, node.record) \
+                if rule is not None else None  # type: ignore[arg-type]
         except _Pending as pending:
             awaited = pending.node
             if node.awaiting is not awaited:
@@ -1164,7 +1179,7 @@ class _FirstPass:
             self.waiting.add(node)
             return False
         record: Call = node.record  # type: ignore[assignment]
-        node.l0 = rule.label(record) if rule is not None else None
+        node.l0 = label
         if rule is not None:
             node.note = _outcome(record, rule)
             self.loading.matched(record, rule, node.pos)
