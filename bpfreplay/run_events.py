@@ -118,6 +118,8 @@ def stream_events(reading: EventReading, duration: float | None) -> None:
 
 
 def _print(where: str, text: str) -> None:
-    if "\n" in text:  # a hex dump
-        text = "\n" + "\n".join("  " + line for line in text.splitlines())
-    print(f"{where}: {text}", flush=True)
+    if "\n" in text or text.startswith("00000000  "):  # a hex dump, under its line
+        print(f"{where}:\n" + "\n".join("  " + line for line in text.splitlines()),
+              flush=True)
+    else:
+        print(f"{where}: {text}", flush=True)

@@ -114,9 +114,14 @@ def test_ring_buffer_callback(kernel):
 
 
 def test_one_page_perf_buffer_counts_lost_samples(kernel):
-    """A one-page perf buffer not read while 400 programs start: the kernel reports
-    lost samples (PERF_RECORD_LOST), those it kept are whole exec records."""
+    """A one-page perf buffer not read while 150 programs per online CPU start (some
+    CPU sees 150 or more; a page holds about 100 of these 40-byte records), twice: the
+    kernel reports lost samples (PERF_RECORD_LOST), those it kept are whole exec
+    records."""
     import bpfreplay
+    from bpfreplay.loader.attach_perf_event import sampling_cpus
+
+    count = 150 * len(sampling_cpus())
 
     lost: list[tuple[int, int]] = []
     samples: list[tuple[int, bytes]] = []
@@ -126,7 +131,7 @@ def test_one_page_perf_buffer_counts_lost_samples(kernel):
                                  lost=lambda cpu, n: lost.append((cpu, n)))
         pids = set()
         for _ in range(2):
-            for _ in range(200):
+            for _ in range(count):
                 proc = subprocess.Popen(["/bin/true"])
                 proc.wait()
                 pids.add(proc.pid)
@@ -249,3 +254,33 @@ def test_mappings_as_the_kernel_shows_them_and_none_left(kernel):
         added = [m for m in _bpf_mappings() if m not in base]
         assert added == [(9 * page, "rw-s", 0)] * len(sampling_cpus())
     assert _bpf_mappings() == before
+
+
+def test_run_event_without_a_type_dumps_records_in_hex(kernel):
+    """`run --event` alone: each record as a hex dump under its "pb cpu N:" line; the
+    exec record of a program we run starts with its pid and ppid (little-endian ints)
+    and shows its name in the text column."""
+    run = Running([str(by_name("bootstrap_legacy").path), "--event"])
+    try:
+        proc = subprocess.Popen(["/bin/sleep", "0"])
+        proc.wait()
+        start = (struct.pack("<ii", proc.pid, os.getpid()).hex(" "))
+        assert run.proc.stdout is not None
+        fd = run.proc.stdout.fileno()
+        os.set_blocking(fd, False)
+        buffered, found, deadline = "", None, time.monotonic() + 60
+        while found is None and time.monotonic() < deadline:
+            if select.select([fd], [], [], 1)[0]:
+                chunk = os.read(fd, 65536).decode(errors="replace")
+                if not chunk:
+                    break
+                buffered += chunk
+                lines = buffered.splitlines()
+                found = next((i for i, line in enumerate(lines)
+                              if line.startswith(f"  00000000  {start} ")), None)
+    finally:
+        status, _, err = run.stop()
+    assert status == 0, err[-3000:]
+    assert found is not None, buffered[-3000:]
+    assert re.match(r"pb cpu \d+:$", lines[found - 1]), lines[found - 1]
+    assert lines[found].rsplit("  ", 1)[1].endswith("sleep..."), lines[found]  # text column
