@@ -252,3 +252,27 @@ def test_map_values_name_the_variable_of_the_loaded_btf(special):
                  re.findall(r"offset=(\d+) size=(\d+) \(VAR '(\w+)'\)", bss)]
     for offset, name in ours:
         assert [v for o, s, v in variables if o <= offset < o + s] == [name]
+
+
+def test_a_classic_filter_replays_the_same(tmp_path):
+    """SO_ATTACH_FILTER's program (recorded through the sock_fprog's pointer) is attached
+    again by replay, on its own socket, and answered the same."""
+    require_kernel()
+    import json
+
+    trace = tmp_path / "trace.mp"
+    subprocess.run([*BPFREPLAY, "record", "-q", "-o", str(trace), "--", sys.executable,
+                    str(ROOT / "tests" / "data" / "names" / "classic_filter.py")], check=True,
+                   capture_output=True, timeout=120)
+    ours = tmp_path / "ours.mp"
+    result = subprocess.run([*BPFREPLAY, "replay", "--json", "--save-trace", str(ours),
+                             str(trace)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["summary"] == {"same": 2, "different": 0, "skipped": 0}
+    from bpfreplay.trace import read_trace
+
+    with read_trace(str(trace)) as t, read_trace(str(ours)) as o:
+        recorded = [c["in"].get("filter") for c in t.calls()]
+        replayed = [c["in"].get("filter") for c in o.calls() if c["syscall"] == "setsockopt"]
+    assert recorded == replayed and recorded[0] is not None and len(recorded[0]) == 32

@@ -5,8 +5,9 @@ not reproducible here).
 
 Only these are issued: bpf() (any command the uapi table knows), perf_event_open(),
 the perf ioctls that take no pointer, mmap()/munmap() of BPF fds, close() and dup()
-of them, setsockopt(SO_ATTACH_BPF/SO_DETACH_BPF) on a packet socket on lo that the
-replay makes (socket() and bind()); every fd argument is one the replay made.
+of them, setsockopt(SO_ATTACH_BPF/SO_ATTACH_FILTER/SO_DETACH_BPF) on a packet socket
+on lo that the replay makes (socket() and bind()); every fd argument is one the replay
+made.
 """
 
 from __future__ import annotations
@@ -451,16 +452,26 @@ class Replayer:
     def _setsockopt(self, call: dict[str, Any], pid: int, args: list[int],
                     result: CallResult) -> None:
         level, option = args[1] & 0xFFFFFFFF, args[2] & 0xFFFFFFFF
-        if level != nr.SOL_SOCKET or option not in (nr.SO_ATTACH_BPF, nr.SO_DETACH_BPF):
-            raise NotReproducible("a socket option other than SO_ATTACH_BPF/SO_DETACH_BPF")
-        optval = (call.get("in") or {}).get("optval", b"")
+        if level != nr.SOL_SOCKET or option not in (nr.SO_ATTACH_BPF, nr.SO_DETACH_BPF,
+                                                    nr.SO_ATTACH_FILTER):
+            raise NotReproducible("a socket option other than SO_ATTACH_BPF, "
+                                  "SO_ATTACH_FILTER or SO_DETACH_BPF/SO_DETACH_FILTER")
+        inputs = call.get("in") or {}
+        optval = inputs.get("optval", b"")
+        keep = bsys.Buffers()
         if option == nr.SO_ATTACH_BPF:
             if not isinstance(optval, bytes) or len(optval) < 4:
                 raise NotReproducible("the recording did not keep the program fd it passed")
             prog = self.state.our_fd(pid, struct.unpack_from("<i", optval)[0], "optval")
             optval = struct.pack("<i", prog) + optval[4:]
+        elif option == nr.SO_ATTACH_FILTER:
+            # a struct sock_fprog: its filter pointer becomes our copy of the program
+            program = inputs.get("filter")
+            if not isinstance(optval, bytes) or len(optval) < 16 \
+                    or not isinstance(program, bytes):
+                raise NotReproducible("the recording did not keep the classic program")
+            optval = optval[:8] + struct.pack("<Q", keep.bytes_at(program)) + optval[16:]
         sock = self._socket(pid, remap.s32(args[0]), result)
-        keep = bsys.Buffers()
         value = optval if isinstance(optval, bytes) else b""
         address = keep.bytes_at(value) if value else 0
         result.adjusted += [("args",), ("in", "optval")]
