@@ -153,18 +153,18 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
     """Load, attach, stream; everything is torn down however it ends. Returns RAN,
     INTERRUPTED or FAILED; a failed load or attach is raised without --compare, and
     with it printed and left for the comparison (the self trace holds the failing
-    call)."""
-    from bpfreplay.loader.attach import attach_all
-    from bpfreplay.loader.globals import set_global
-    from bpfreplay.loader.kernel import LoadOptions, ProgramLoadError, load, open_object
+    call). The object's stages are the Python API's (bpfreplay.api.Object)."""
+    from bpfreplay.api import Object
+    from bpfreplay.loader.kernel import ProgramLoadError
     from bpfreplay.run_events import close_readers, event_reading, open_readers, stream_events
 
     reading = event_reading(spec, args)  # --event: checked before anything is loaded
-    obj = open_object(spec, pin_root_path=args.pin_root)
+    api_object = Object.from_spec(spec, pin_root=args.pin_root)
+    obj = api_object.loaded
     attached = False
     try:
         for assignment in args.set:
-            var = set_global(obj, assignment)
+            var = api_object.set_global(assignment)
             value = obj.map(var.map_name).read(var.offset, var.size)
             print(f"bpfreplay: {var.section} {var.name} = "
                   f"{int.from_bytes(value, 'little', signed=var.signed)}", file=sys.stderr)
@@ -175,9 +175,9 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
                 print(f"bpfreplay: from the reference: {carried.describe()}", file=sys.stderr)
         step = "load"
         try:
-            load(obj, LoadOptions())
+            api_object.load()
             step = "attach"
-            notes = attach_all(obj)
+            notes = api_object.attach()
             from bpfreplay.run_attach import attach_requested
 
             attach_requested(obj, args)
@@ -218,7 +218,7 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
                 if reading is not None:
                     close_readers(reading)
             finally:
-                obj.close()
+                api_object.close()
 
 
 def _print_loaded(obj: Any, notes: list[str]) -> None:
