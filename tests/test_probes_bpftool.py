@@ -28,6 +28,7 @@ from bpfreplay.uapi import attr_layout, cmd_name, cmd_value, enum_values
 from tests.conftest import require_kernel, require_tool
 
 BPFREPLAY = [sys.executable, "-m", "bpfreplay.cli"]
+TRACE = "trace.mp"
 KERNEL_SUPPORTS = {rule.probe for rule in PROBE_RULES if rule.source == "libbpf"}
 # libbpf 1.1.2 libbpf_probes.c, libbpf_probe_bpf_helper(): -EOPNOTSUPP, no bpf() call
 NO_HELPER_PROBE = {"tracing", "ext", "lsm", "struct_ops"}
@@ -41,7 +42,7 @@ POINTERS = {"BPF_PROG_LOAD": ("insns", "license", "log_buf", "func_info", "line_
 
 
 def _record(tmp: Path, *program: str) -> tuple[list[dict], str]:
-    out = tmp / "trace.mp"
+    out = tmp / TRACE
     result = subprocess.run([*BPFREPLAY, "record", "-q", "-o", str(out), "--", *program],
                             capture_output=True, text=True, timeout=300,
                             env={**os.environ})
@@ -52,13 +53,13 @@ def _record(tmp: Path, *program: str) -> tuple[list[dict], str]:
 
 @pytest.fixture(scope="module")
 def feature_probe(tmp_path_factory: pytest.TempPathFactory) -> tuple[
-        list[dict], dict[int, CallLabel], dict]:
+        list[dict], dict[int, CallLabel], dict, Path]:
     require_kernel()
     require_tool("bpftool")
-    calls, stdout = _record(tmp_path_factory.mktemp("feature"), "bpftool", "-j", "feature",
-                            "probe")
+    where = tmp_path_factory.mktemp("feature")
+    calls, stdout = _record(where, "bpftool", "-j", "feature", "probe")
     labels = {label.index: label for label in label_calls(calls)}
-    return calls, labels, json.loads(stdout)
+    return calls, labels, json.loads(stdout), where / TRACE
 
 
 def _bpf(calls: list[dict]) -> list[dict]:
@@ -76,7 +77,7 @@ def _field(call: dict, name: str) -> int:
 
 
 def test_helper_probes_named_with_their_arguments(feature_probe) -> None:
-    calls, labels, found = feature_probe
+    calls, labels, found, _ = feature_probe
     types = _available(found, "program_types", "_prog_type")
     probed = {t for t, ok in types.items() if ok and t not in NO_HELPER_PROBE}
     per_helper: dict[str, list[str]] = defaultdict(list)
@@ -110,7 +111,7 @@ def test_helper_probes_named_with_their_arguments(feature_probe) -> None:
 
 
 def test_prog_and_map_type_probes_match_bpftool(feature_probe) -> None:
-    calls, labels, found = feature_probe
+    calls, labels, found, _ = feature_probe
     prog_types = _available(found, "program_types", "_prog_type")
     map_types = _available(found, "map_types", "_map_type")
     ours_prog: dict[str, bool] = {}
@@ -145,7 +146,7 @@ def test_no_kernel_supports_label_but_libbpf_1_1_2s_own(feature_probe, tmp_path:
     """Every call labelled as a kernel_supports() probe equals the call libbpf 1.1.2
     made for that probe in a recording of the reference minimal: size, every attr byte
     but pointers, instructions, BTF, license."""
-    calls, labels, _ = feature_probe
+    calls, labels, _, _ = feature_probe
     reference, _ = _record(tmp_path, str(minimal_binary), "0.2")
     reference_labels = {label.index: label for label in label_calls(reference)}
     seen: dict[str, set[tuple]] = defaultdict(set)
@@ -177,3 +178,14 @@ def _content(call: dict) -> tuple:
     inputs = call.get("in", {})
     return (name, call["size"], bytes(attr),
             *(bytes(inputs.get(k, b"")) for k in ("insns", "license", "btf")))
+
+
+def test_summary_lines_stay_short(feature_probe) -> None:
+    """5,430 probe calls, 5,012 of them failing: every summary line stays readable."""
+    *_, trace = feature_probe
+    result = subprocess.run([*BPFREPLAY, "explain", str(trace)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = [line for line in result.stdout.splitlines() if line.startswith("#")]
+    assert any("feature probes" in line for line in summary)
+    assert max(len(line) for line in summary) <= 200, max(summary, key=len)
