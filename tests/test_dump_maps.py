@@ -241,3 +241,19 @@ def test_object_stages_as_a_skeleton(dumpmaps):
     finally:
         obj.close()
     assert not set(ids) & bpf_ids(os.getpid())["map"]
+
+
+def test_dump_maps_with_compare_stays_at_parity(dumpmaps, minimal_binary, minimal_object):
+    """`run --compare --dump-maps`: the dump's calls (map info, the BTF by id, the
+    get_next_key walk and lookups) come after the attach, in the application section as
+    ours only: never a loader difference."""
+    done = subprocess.run([sys.executable, "-m", "bpfreplay.cli", "run", str(minimal_object),
+                           "--compare", "--duration", "1", "--dump-maps"],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "FULL PARITY" in done.stdout
+    assert re.search(r"^    \[ours #\d+\] bpf BPF_MAP_GET_NEXT_KEY map:minimal_\.bss "
+                     r"\(ours only\)$", done.stdout, re.M)
+    assert re.search(r"^bpfreplay: map minimal_\.bss \(id \d+\) at exit:\n\[\{\n        "
+                     r"\"value\": \{\n            \"\.bss\": \[\{\n                    "
+                     r"\"my_pid\": \d+\n", done.stdout, re.M)
