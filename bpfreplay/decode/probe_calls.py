@@ -60,10 +60,10 @@ def releases() -> tuple[LibbpfRelease, ...]:
     memcg_old = _end(p, "attach_btf_obj_fd")
     token = _end(p, "prog_token_fd")
     return (
-        # 0.8: bpf_prog_load passes sizeof(union bpf_attr) of its own header (144,
-        # measured by compiling against v0.8.0's include/uapi/linux/bpf.h); the name
-        # probe goes through bpf_prog_load as "test"; probe maps are unnamed.
-        LibbpfRelease("0.8", 144, _end(m, "map_extra"), _end(b, "btf_log_level"), 48,
+        # 0.8: bpf_prog_load and bpf_link_create pass sizeof(union bpf_attr) of its own
+        # header (144, measured by compiling against v0.8.0's include/uapi/linux/bpf.h);
+        # the name probe goes through bpf_prog_load as "test"; probe maps are unnamed.
+        LibbpfRelease("0.8", 144, _end(m, "map_extra"), _end(b, "btf_log_level"), 144,
                       memcg_old, None, False, "KPROBE"),
         LibbpfRelease("1.0-1.1", _end(p, "fd_array"), _end(m, "map_extra"),
                       _end(b, "btf_log_level"), 48, memcg_old, _end(p, "prog_name"), True,

@@ -766,7 +766,10 @@ class _LoadingProbes:
         elif command(call) == "BPF_PROG_LOAD" and rule.probe not in _OWN_ATTR_PROBES \
                 and isinstance(call.get("size"), int):
             self.sizes.setdefault(pid, set()).add(call["size"])
-            if rule.probe == "libbpf_probe_bpf_prog_type":
+            # Only a type no internal probe loads says so (a SOCKET_FILTER or
+            # TRACEPOINT r0 = 0 may be libbpf's own, used by a call no rule knows).
+            if rule.probe == "libbpf_probe_bpf_prog_type" \
+                    and _prog_type(call) not in ("SOCKET_FILTER", "TRACEPOINT"):
                 self.public.add(pid)
 
     def followed(self, index: int, pid: int, probe: str) -> None:
