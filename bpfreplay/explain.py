@@ -277,6 +277,7 @@ class Summary:
         # that are not probes; all are counted by verdict
         self.verified: list[tuple[int, str, str, Any]] = []
         self.verdicts: Counter[str] = Counter()
+        self.verified_probes = 0
         self.total = 0
 
     FIRST_FAILURES = 64  # enough for any summary line; the rest are counted
@@ -309,7 +310,9 @@ class Summary:
             verdict = (errno_name(errno) or "?") if explained.failed and type(errno) is int \
                 else "loaded"
             self.verdicts[verdict] += 1
-            if len(self.verified) < self.FIRST_PROGRAMS and not (label and label.probe):
+            if label and label.probe:
+                self.verified_probes += 1
+            elif len(self.verified) < self.FIRST_PROGRAMS:
                 program = dict(explained.fields).get("prog_name", "").strip('"')
                 self.verified.append((explained.index, program or "(no name)", verdict, stats))
 

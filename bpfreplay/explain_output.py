@@ -137,8 +137,10 @@ def _verifier_lines(stats: Any) -> list[str]:
         if peak is not None:
             text += f" (peak {peak})"
         lines.append(text[:SUMMARY_WIDTH])
-    listed = len(stats.verified)
-    if total > listed:
-        lines.append(f"#   verifier: and {total - listed} more (probes, or past the first "
-                     f"{listed})")
+    probes = getattr(stats, "verified_probes", 0)
+    more = total - len(stats.verified) - probes
+    if more:
+        lines.append(f"#   verifier: and {more} more program{'s' if more > 1 else ''}")
+    if probes:
+        lines.append(f"#   verifier: {probes} of the loads are feature probes, not listed")
     return lines
