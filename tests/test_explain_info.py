@@ -200,6 +200,46 @@ def test_map_dump_values_through_the_btf_fetched_by_id(tmp_path):
     assert shown == wanted
 
 
+def test_xlated_insns_followed_equal_bpftool_dump(tmp_path):
+    """bpftool prog dump xlated fetches the program back (info.xlated_prog_insns): -v
+    disassembles it as bpftool prints it, map[id:N] and all; a helper call, which
+    bpftool names from kallsyms, is the same call#imm."""
+    require_kernel()
+    import bpfreplay.api as api
+
+    compared = 0
+    for path in (OBJECT, Path(__file__).parent / "data/replay/build/counter.bpf.o"):
+        with api.load(str(path), attach=False) as obj:
+            for name, prog in obj.programs.items():
+                trace = tmp_path / f"{name}.mp"
+                prog_id = _fdinfo(prog.fd, "prog_id")
+                result = subprocess.run(
+                    [*BPFREPLAY, "record", "-o", str(trace), "--", require_tool("bpftool"),
+                     "prog", "dump", "xlated", "id", str(prog_id)],
+                    capture_output=True, text=True, timeout=120)
+                assert result.returncode == 0, result.stderr[-2000:]
+                theirs = [line.strip() for line in result.stdout.splitlines()
+                          if re.match(r"\s*\d+: \(", line)]
+                text = subprocess.run([*BPFREPLAY, "explain", "-v", str(trace)],
+                                      capture_output=True, text=True, check=True).stdout
+                section = text.split("--- info.xlated_prog_insns (returned")[1]
+                ours = [line.strip() for line in section.splitlines()[2:]
+                        if re.match(r"\s*\d+: \(", line)][:len(theirs) or None]
+                assert len(ours) == len(theirs) > 5, name
+                for mine, bpftool in zip(ours, theirs, strict=True):
+                    if " call " in bpftool and "#" in bpftool:
+                        assert mine.split(" call ")[0] == bpftool.split(" call ")[0]
+                        assert mine.rsplit("#", 1)[1] == bpftool.rsplit("#", 1)[1]
+                    else:
+                        # bpftool 7.1's disassembler predates the per-CPU address mov
+                        # (off BPF_ADDR_PERCPU, kernel 6.7), which the verifier's prints
+                        # as ours does: it shows the plain move
+                        older = re.sub(r"&\(void __percpu \*\)\((r\d+)\)", r"\1", mine)
+                        assert bpftool in (mine, older), (name, mine, bpftool)
+                    compared += 1
+    assert compared > 40
+
+
 @pytest.fixture()
 def our_link():
     """A tracepoint program of ours attached (a perf_event link): its link and prog id."""

@@ -14,7 +14,7 @@ Pure: bytes in, text out.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from bpfreplay.decode.attr_fields import (
     COUNT,
@@ -208,11 +208,11 @@ def info_buffer_lines(kind: str, field_name: str, data: bytes, info: DecodedAttr
         from bpfreplay.decode.insn import disassemble
 
         try:
-            lines = disassemble(data)
+            lines = disassemble(data, resolver=_xlated_resolver())
         except DecodeError as e:
             return [f"<{e}>"]
-        return ["(after the verifier's rewrites: an ld_imm64 of a map holds its map id)"] \
-            + lines
+        return ["(as the verifier rewrote them: maps by id, helper calls by their address "
+                "from __bpf_call_base, bpf-to-bpf calls by offset)"] + lines
     if field_name == "btf":
         from bpfreplay.decode.btf import parse_btf
 
@@ -222,6 +222,24 @@ def info_buffer_lines(kind: str, field_name: str, data: bytes, info: DecodedAttr
             return [f"<{len(data)} bytes, not a BTF blob: {e}>"]
         return [f"<BTF {len(data)} bytes, {len(btf.types)} types>"]
     return None
+
+
+def _xlated_resolver() -> Any:
+    """How bpftool's ``prog dump xlated`` prints what the kernel gave back, without its
+    kallsyms: map[id:N] (the kernel's bpf_insn_prepare_dump() puts map ids in the
+    ld_imm64), helper calls hold the helper's address less __bpf_call_base (not a helper
+    id: no name from the helper table), bpf-to-bpf calls the pc-relative offset."""
+    from bpfreplay.decode.insn import Resolver, xlated_imm64_text
+
+    def call_target(insn: Any) -> str | None:
+        if insn.src == 0:
+            return f"__bpf_call_base{insn.imm:+#x}"
+        if insn.src == 1:
+            return f"{insn.off:+d}"
+        return None
+
+    return Resolver(helper_name=lambda _: None, call_target=call_target,
+                    imm64_text=xlated_imm64_text)
 
 
 def changed_fields(asked: DecodedAttr | None, answered: DecodedAttr,
