@@ -32,11 +32,14 @@ from bpfreplay.uapi.fds import (
 
 Call = dict[str, Any]
 
-# Commands whose non-negative return value is a new fd.
+# Commands whose non-negative return value is a new fd (BPF_ENABLE_STATS too: the
+# kernel's bpf_enable_runtime_stats() answers with an anon-inode "bpf-stats" fd, and
+# the stats stay on until it is closed).
 FD_CREATING_COMMANDS = frozenset({
     "BPF_MAP_CREATE", "BPF_PROG_LOAD", "BPF_BTF_LOAD", "BPF_OBJ_GET", "BPF_LINK_CREATE",
     "BPF_RAW_TRACEPOINT_OPEN", "BPF_PROG_GET_FD_BY_ID", "BPF_MAP_GET_FD_BY_ID",
     "BPF_BTF_GET_FD_BY_ID", "BPF_LINK_GET_FD_BY_ID", "BPF_ITER_CREATE", "BPF_TOKEN_CREATE",
+    "BPF_ENABLE_STATS",
 })
 
 # attr fields that hold an fd, per command: bpfreplay.uapi.fds. fd 0 in these fields

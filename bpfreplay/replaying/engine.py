@@ -50,7 +50,8 @@ _KIND_OF = {"BPF_MAP_CREATE": "map", "BPF_PROG_LOAD": "prog", "BPF_BTF_LOAD": "b
             "BPF_LINK_CREATE": "link", "BPF_RAW_TRACEPOINT_OPEN": "link",
             "BPF_BTF_GET_FD_BY_ID": "btf", "BPF_MAP_GET_FD_BY_ID": "map",
             "BPF_PROG_GET_FD_BY_ID": "prog", "BPF_LINK_GET_FD_BY_ID": "link",
-            "BPF_ITER_CREATE": "iter", "BPF_TOKEN_CREATE": "token"}
+            "BPF_ITER_CREATE": "iter", "BPF_TOKEN_CREATE": "token",
+            "BPF_ENABLE_STATS": "stats"}
 # Network-device attach types: the recording machine's ifindex is not ours.
 _IFINDEX_ATTACH = {"BPF_XDP", "BPF_TCX_INGRESS", "BPF_TCX_EGRESS", "BPF_NETKIT_PRIMARY",
                    "BPF_NETKIT_PEER"}
