@@ -426,8 +426,7 @@ class Replayer:
             bsys.munmap(address, length)
         except OSError:
             return
-        if address == mapping.ours and length >= mapping.length:
-            self.state.mappings.remove(mapping)
+        self.state.unmapped(mapping, address, length)
 
     def _dup(self, call: dict[str, Any], pid: int, args: list[int],
              result: CallResult) -> None:

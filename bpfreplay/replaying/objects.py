@@ -21,6 +21,11 @@ from bpfreplay.uapi.pointers import MapShape
 
 # bpf_attr/fdinfo keys of the kernel ids of each kind of object (rule 4 of parity.md).
 ID_KEYS = ("prog_id", "map_id", "btf_id", "link_id")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _whole_pages(length: int) -> int:
+    return -(-length // PAGE_SIZE) * PAGE_SIZE
 
 
 @dataclass
@@ -102,6 +107,21 @@ class ReplayState:
                 raise NeedsCall(index, f"the mapping at {address:#x}")
         raise NotReproducible(f"address {address:#x} is not a mapping the trace made of a "
                               "BPF object")
+
+    def unmapped(self, mapping: Mapping, address: int, length: int) -> None:
+        """Our munmap of ``length`` bytes at ``address`` (inside ``mapping``) succeeded:
+        keep only the pages of it still mapped (the kernel unmaps whole pages), so that
+        the teardown never unmaps a page that is no longer ours (by then it may be
+        anybody's memory in this process)."""
+        end = min(address + _whole_pages(length), mapping.ours + mapping.length)
+        pieces = []
+        if address > mapping.ours:
+            pieces.append(Mapping(mapping.recorded, mapping.ours, address - mapping.ours))
+        if end < mapping.ours + mapping.length:
+            offset = end - mapping.ours
+            pieces.append(Mapping(mapping.recorded + offset, end, mapping.length - offset))
+        at = self.mappings.index(mapping)
+        self.mappings[at:at + 1] = pieces
 
     # ------------------------------------------------------------ pins
 
