@@ -8,6 +8,13 @@ the perf ioctls that take no pointer, mmap()/munmap() of BPF fds, close() and du
 of them, setsockopt(SO_ATTACH_BPF/SO_ATTACH_FILTER/SO_DETACH_BPF) on a packet socket
 on lo that the replay makes (socket() and bind()); every fd argument is one the replay
 made.
+
+All of them pass through bpfreplay.sys (tests/fuzz/test_replay_fuzz.py replays real
+and mutated traces against a fake kernel there and checks the list), the packet
+socket's socket() and bind() too. What is done outside it, on purpose: the private pin
+directory under --pin-root (objects.py: mkdtemp, makedirs, rmtree of that directory
+only, never of a recorded path), the replay's own trace file, and plain reads of /proc
+and /sys (fdinfo of our own fds, tracepoint ids, PMU types, the loopback's ifindex).
 """
 
 from __future__ import annotations
