@@ -477,6 +477,12 @@ class Replayer:
             if not isinstance(optval, bytes) or len(optval) < 16 \
                     or not isinstance(program, bytes):
                 raise NotReproducible("the recording did not keep the classic program")
+            count = struct.unpack_from("<H", optval)[0]
+            if len(program) < 8 * count:
+                # the kernel copies len * sizeof(struct sock_filter) bytes from the
+                # pointer (sk_attach_filter): never more than our copy holds
+                raise NotReproducible(f"the sock_fprog says {count} instructions, the "
+                                      f"recording kept {len(program) // 8}")
             optval = optval[:8] + struct.pack("<Q", keep.bytes_at(program)) + optval[16:]
         sock = self._socket(pid, remap.s32(args[0]), result)
         value = optval if isinstance(optval, bytes) else b""
