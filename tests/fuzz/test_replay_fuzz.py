@@ -7,7 +7,8 @@ The traces are real: traces/minimal.mp, libbpf's module-BTF recordings in
 tests/data/module_btf, and recordings made now by ``bpfreplay record`` of the
 reference's minimal, of refload loading tests/data/replay/counter (the pid in .bss),
 tests/corpus's inner_maps (map-in-map values: fds written into maps), pin_load (pins),
-and sockfilter_app (SO_ATTACH_BPF on a packet socket). They are mutated as the replay
+sockfilter_app (SO_ATTACH_BPF on a packet socket) and tests/data/names/classic_filter.py
+(SO_ATTACH_FILTER). They are mutated as the replay
 reads them (attr bytes, fds in attrs and arguments, commands, payloads, instruction
 immediates, recorded return values, truncated files, dropped, duplicated and moved
 calls, closes in particular) or as the other fuzz harnesses mutate any trace, and
@@ -75,6 +76,7 @@ def replay_seeds(tmp_path_factory) -> list[harness.Seed]:
     refload = CORPUS / "refload"
     pin_data = harness.ROOT / "tests" / "data" / "pin" / "build"
     counter = harness.ROOT / "tests" / "data" / "replay" / "build" / "counter.bpf.o"
+    classic = harness.ROOT / "tests" / "data" / "names" / "classic_filter.py"
     wanted: list[tuple[str, list[str], float | None, list[Path]]] = [
         ("minimal", [str(ref), "0.2"], None, [ref]),
         ("counter", [str(refload), "-s", "my_pid=pid", str(counter), "0.2"], None,
@@ -86,6 +88,7 @@ def replay_seeds(tmp_path_factory) -> list[harness.Seed]:
          [pin_data / "pin_load"]),
         ("sockfilter", [str(CORPUS / "sockfilter_app"), "lo"], 1.0,
          [CORPUS / "sockfilter_app"]),
+        ("classic_filter", [sys.executable, str(classic)], None, [classic]),
     ]
     extra = []
     for name, argv, duration, needs in wanted:
@@ -280,7 +283,8 @@ def test_seeds_replay_within_the_promise_and_the_same(replay_seeds):
     names = {s.name for s in replay_seeds}
     if kernel_required():
         assert {"fresh-minimal.mp", "fresh-counter.mp", "fresh-inner_maps.mp",
-                "fresh-pinned.mp", "fresh-sockfilter.mp"} <= names, names
+                "fresh-pinned.mp", "fresh-sockfilter.mp", "fresh-classic_filter.mp"} <= names, \
+            names
     with tempfile.TemporaryDirectory(prefix="bpfreplay-fuzz-") as tmp:
         for seed in replay_seeds:
             path = harness.write(Path(tmp), "t.mp", seed.data)
