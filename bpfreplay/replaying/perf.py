@@ -107,8 +107,8 @@ def _tracepoint(call: dict[str, Any], out: PerfOpen) -> None:
     recorded_id = int.from_bytes(out.attr[_CONFIG], "little")
     name = recorded_tracepoint(call)
     if name is None:
-        out.notes.append(f"tracepoint id {recorded_id} as recorded (a version-1 trace "
-                         "keeps no tracepoint name)")
+        out.notes.append(f"tracepoint id {recorded_id} as recorded (the recording kept no "
+                         "name: a version-1 trace, or no tracefs of the recorder had the id)")
         return
     here = tracepoint_id_here(name)
     if here is None:
