@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from bpfreplay.errors import DecodeError
@@ -139,6 +139,7 @@ class Btf:
     start_id: int = 1
     base: Btf | None = None
     _by_name: dict[str, list[int]] | None = field(default=None, repr=False)
+    _by_essential: dict[str, list[int]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return self.start_id + len(self.types)
@@ -171,11 +172,24 @@ class Btf:
                 return t
         return None
 
+    def ids_by_essential_name(self, essential: str,
+                              essential_len: Callable[[str], int]) -> list[int]:
+        """Ids of this BTF's own types whose name, without its "___flavour" suffix
+        (``essential_len`` says where that starts), is ``essential``: CO-RE candidates."""
+        index = self._by_essential
+        if index is None:
+            index = {}
+            for t in self.types:
+                if t.name:
+                    index.setdefault(t.name[:essential_len(t.name)], []).append(t.id)
+            self._by_essential = index
+        return index.get(essential, [])
+
     def string_at(self, offset: int) -> str:
         if self.base is not None:  # split BTF: offsets continue the base's strings
-            base_len = len(self.base.strings)
+            base_len = self.base.header.str_len
             if offset < base_len:
-                return _string_at(self.base.strings, offset)
+                return self.base.string_at(offset)
             return _string_at(self.strings, offset - base_len)
         return _string_at(self.strings, offset)
 
@@ -219,6 +233,8 @@ def _string_at(strings: bytes, offset: int) -> str:
 
 _HEADER = struct.Struct("<HBBIIIII")
 _TYPE = struct.Struct("<III")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
 
 
 def parse_header(blob: bytes) -> Header:
@@ -252,93 +268,94 @@ def parse_btf(blob: bytes, base: Btf | None = None) -> Btf:
         raise DecodeError("BTF string section does not start with an empty string")
     start_id = len(base) if base is not None else 1
     types = _parse_types(blob, types_start, types_start + header.type_len, strings, start_id,
-                         base.strings if base is not None else b"")
+                         base)
     return Btf(header, types, strings, start_id, base)
 
 
 def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int,
-                 base_strings: bytes = b"") -> list[Type]:
-    """The type records; in split BTF (``base_strings`` given) a name offset below the
-    base's string section names a base string, the rest the split BTF's own strings
-    (the kernel's btf_str_by_offset())."""
+                 base: Btf | None = None) -> list[Type]:
+    """The type records; in split BTF (``base`` given) a name offset below the base's
+    string section names a base string, the rest the split BTF's own strings (the
+    kernel's btf_str_by_offset())."""
     types: list[Type] = []
     append = types.append
-    unpack_type = _TYPE.unpack_from
-    unpack = struct.unpack_from
-    iter_unpack = struct.iter_unpack
     names: dict[int, str] = {0: ""}
-    sizes = KIND_RECORD_SIZES
-    sized = _SIZED_INTS
-
-    base_len = len(base_strings)
+    base_len = base.header.str_len if base is not None else 0
 
     def name_of(offset: int) -> str:
         hit = names.get(offset)
         if hit is None:
-            if offset < base_len:
-                hit = _string_at(base_strings, offset)
+            if base is not None and offset < base_len:
+                hit = base.string_at(offset)
             else:
                 hit = _string_at(strings, offset - base_len)
             names[offset] = hit
         return hit
 
     while pos < end:
-        if pos + 12 > end:
-            raise DecodeError(f"BTF type {next_id} is truncated")
-        name_off, info, size_or_type = unpack_type(blob, pos)
-        pos += 12
-        kind = (info >> 24) & 0x1F
-        vlen = info & 0xFFFF
-        kind_flag = info >> 31 == 1
-        name = name_of(name_off)
-        extra = sizes.get(kind)
-        if extra is None:
-            raise DecodeError(f"BTF type {next_id} has unknown kind {kind}")
-        length = extra[0] + extra[1] * vlen
-        if pos + length > end:
-            raise DecodeError(f"BTF type {next_id} ({Kind(kind).name} '{name}') is truncated")
-        size, ref = (size_or_type, 0) if kind in sized else (0, size_or_type)
-        t = Type(next_id, kind, name, name_off, vlen, kind_flag, size, ref)
-        if kind == 1:  # INT
-            (word,) = unpack("<I", blob, pos)
-            t.encoding, t.bits_offset, t.nr_bits = (word >> 24) & 0x0F, (word >> 16) & 0xFF, \
-                word & 0xFF
-        elif kind == 3:  # ARRAY
-            t.elem_type, t.index_type, t.nelems = unpack("<III", blob, pos)
-        elif kind in (4, 5):  # STRUCT, UNION
-            entries = blob[pos:pos + length]
-            if kind_flag:
-                t.members = tuple(Member(name_of(n), ty, off & 0xFFFFFF, off >> 24)
-                                  for n, ty, off in iter_unpack("<III", entries))
-            else:
-                t.members = tuple(Member(name_of(n), ty, off, 0)
-                                  for n, ty, off in iter_unpack("<III", entries))
-        elif kind == 6:  # ENUM
-            t.enumerators = tuple(Enumerator(name_of(n), v) for n, v in iter_unpack(
-                "<Ii" if kind_flag else "<II", blob[pos:pos + length]))
-        elif kind == 19:  # ENUM64
-            values = []
-            for n, lo, hi in iter_unpack("<III", blob[pos:pos + length]):
-                value = (hi << 32) | lo
-                if kind_flag and value >= 1 << 63:
-                    value -= 1 << 64
-                values.append(Enumerator(name_of(n), value))
-            t.enumerators = tuple(values)
-        elif kind == 13:  # FUNC_PROTO
-            t.members = tuple(Member(name_of(n), ty)
-                              for n, ty in iter_unpack("<II", blob[pos:pos + length]))
-        elif kind == 14:  # VAR
-            (t.linkage,) = unpack("<I", blob, pos)
-        elif kind == 12:  # FUNC
-            t.linkage = vlen
-        elif kind == 15:  # DATASEC
-            t.secinfos = tuple(SecInfo(*v) for v in iter_unpack("<III", blob[pos:pos + length]))
-        elif kind == 17:  # DECL_TAG
-            (t.component_idx,) = unpack("<i", blob, pos)
+        t, pos = decode_type(blob, pos, end, next_id, name_of)
         append(t)
-        pos += length
         next_id += 1
     return types
+
+
+def decode_type(blob: bytes, pos: int, end: int, type_id: int,
+                name_of: Callable[[int], str]) -> tuple[Type, int]:
+    """The type record at ``pos`` (a struct btf_type and what follows it), and where the
+    next one starts."""
+    if pos + 12 > end:
+        raise DecodeError(f"BTF type {type_id} is truncated")
+    name_off, info, size_or_type = _TYPE.unpack_from(blob, pos)
+    pos += 12
+    kind = (info >> 24) & 0x1F
+    vlen = info & 0xFFFF
+    kind_flag = info >> 31 == 1
+    name = name_of(name_off)
+    extra = KIND_RECORD_SIZES.get(kind)
+    if extra is None:
+        raise DecodeError(f"BTF type {type_id} has unknown kind {kind}")
+    length = extra[0] + extra[1] * vlen
+    if pos + length > end:
+        raise DecodeError(f"BTF type {type_id} ({Kind(kind).name} '{name}') is truncated")
+    size, ref = (size_or_type, 0) if kind in _SIZED_INTS else (0, size_or_type)
+    t = Type(type_id, kind, name, name_off, vlen, kind_flag, size, ref)
+    if kind == 1:  # INT
+        (word,) = _U32.unpack_from(blob, pos)
+        t.encoding, t.bits_offset, t.nr_bits = (word >> 24) & 0x0F, (word >> 16) & 0xFF, \
+            word & 0xFF
+    elif kind == 3:  # ARRAY
+        t.elem_type, t.index_type, t.nelems = _TYPE.unpack_from(blob, pos)
+    elif kind in (4, 5):  # STRUCT, UNION
+        entries = blob[pos:pos + length]
+        if kind_flag:
+            t.members = tuple(Member(name_of(n), ty, off & 0xFFFFFF, off >> 24)
+                              for n, ty, off in _TYPE.iter_unpack(entries))
+        else:
+            t.members = tuple(Member(name_of(n), ty, off, 0)
+                              for n, ty, off in _TYPE.iter_unpack(entries))
+    elif kind == 6:  # ENUM
+        t.enumerators = tuple(Enumerator(name_of(n), v) for n, v in struct.iter_unpack(
+            "<Ii" if kind_flag else "<II", blob[pos:pos + length]))
+    elif kind == 19:  # ENUM64
+        values = []
+        for n, lo, hi in _TYPE.iter_unpack(blob[pos:pos + length]):
+            value = (hi << 32) | lo
+            if kind_flag and value >= 1 << 63:
+                value -= 1 << 64
+            values.append(Enumerator(name_of(n), value))
+        t.enumerators = tuple(values)
+    elif kind == 13:  # FUNC_PROTO
+        t.members = tuple(Member(name_of(n), ty)
+                          for n, ty in struct.iter_unpack("<II", blob[pos:pos + length]))
+    elif kind == 14:  # VAR
+        (t.linkage,) = _U32.unpack_from(blob, pos)
+    elif kind == 12:  # FUNC
+        t.linkage = vlen
+    elif kind == 15:  # DATASEC
+        t.secinfos = tuple(SecInfo(*v) for v in _TYPE.iter_unpack(blob[pos:pos + length]))
+    elif kind == 17:  # DECL_TAG
+        (t.component_idx,) = _I32.unpack_from(blob, pos)
+    return t, pos + length
 
 
 # Per kind: (fixed bytes after btf_type, bytes per vlen entry).

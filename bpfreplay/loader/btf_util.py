@@ -94,10 +94,8 @@ def find_by_name(btf: Btf, name: str) -> int:
     Like libbpf, "void" finds id 0."""
     if name == "void":
         return 0
-    for t in btf.types:
-        if t.name == name:
-            return t.id
-    return -1
+    t = btf.by_name(name)
+    return t.id if t is not None else -1
 
 
 def find_by_name_kind(btf: Btf, name: str, kind: int) -> int:

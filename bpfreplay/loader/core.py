@@ -65,25 +65,19 @@ def essential_name_len(name: str) -> int:
 
 
 class CoreTarget:
-    """A target BTF (vmlinux) indexed by essential name for candidate search."""
+    """A target BTF (vmlinux) searched by essential name for candidates (the index is
+    the BTF's own: ``Btf.ids_by_essential_name``)."""
 
     def __init__(self, btf: Btf) -> None:
         self.btf = btf
-        self._by_name: dict[str, list[int]] | None = None
 
     def candidates(self, local_btf: Btf, local_id: int) -> list[tuple[Btf, int]]:
         """libbpf's bpf_core_add_cands() over this BTF, in id order."""
-        if self._by_name is None:
-            index: dict[str, list[int]] = {}
-            for t in self.btf.types:
-                if t.name:
-                    index.setdefault(t.name[:essential_name_len(t.name)], []).append(t.id)
-            self._by_name = index
         local_t = local_btf.type(local_id)
         name = local_t.name if local_t is not None else ""
         essential = name[:essential_name_len(name)]
         out = []
-        for type_id in self._by_name.get(essential, ()):
+        for type_id in self.btf.ids_by_essential_name(essential, essential_name_len):
             if btf_util.kind_core_compat(self.btf.type(type_id), local_t):
                 out.append((self.btf, type_id))
         return out
