@@ -49,9 +49,13 @@ _syscall_impl: RawSyscall = _libc_syscall
 _tracer: Tracer | None = None
 
 
+_AS_U64 = (0xFFFFFFFFFFFFFFFF).__and__  # -1 -> 0xffff...: what the registers hold
+_PADDING = tuple((0,) * n for n in range(7))
+
+
 def syscall(number: int, *args: int) -> int:
     """Issue syscall ``number``; OSError(errno) if it fails."""
-    padded = tuple(a & 0xFFFFFFFFFFFFFFFF for a in args) + (0,) * (6 - len(args))
+    padded = tuple(map(_AS_U64, args)) + _PADDING[6 - len(args)]
     tracer = _tracer
     token = tracer.before(number, padded) if tracer is not None else None
     ret, err = _syscall_impl(number, padded)
@@ -191,3 +195,50 @@ def statfs_type(path: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return int.from_bytes(buf.raw[:8], "little")
+
+
+class FileMapping:
+    """A whole file mapped read-only and private, its fd already closed (as after
+    libbpf's read of the same file, no fd stays open: fd numbers of what follows are
+    libbpf's). ``view`` is valid until ``close()``, which the garbage collector also
+    calls. Not a BPF call: not shown to the tracer nor to a fake."""
+
+    def __init__(self, address: int, size: int) -> None:
+        self.size = size
+        self._address = address
+        self.view = memoryview((ctypes.c_char * size).from_address(address)).cast("B")
+
+    def close(self) -> None:
+        if self._address:
+            try:
+                self.view.release()
+            except BufferError:  # a slice of it is still alive: keep the mapping
+                return
+            _libc.munmap(ctypes.c_void_p(self._address), ctypes.c_size_t(self.size))
+            self._address = 0
+
+    def __del__(self) -> None:
+        self.close()
+
+
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_int, ctypes.c_long]
+_MAP_PRIVATE, _MAP_FAILED = 2, ctypes.c_void_p(-1).value
+
+
+def map_file(path: str) -> FileMapping | None:
+    """``path`` mapped read-only (PROT_READ, MAP_PRIVATE: what sysfs allows for vmlinux
+    BTF since 6.16); None where the file cannot be mapped (older kernels, empty or
+    special files): read it instead. OSError if it cannot be opened."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size
+        if size <= 0:
+            return None
+        address = _libc.mmap(None, size, PROT_READ, _MAP_PRIVATE, fd, 0)
+    finally:
+        os.close(fd)
+    if address is None or address == _MAP_FAILED:
+        return None
+    return FileMapping(address, size)

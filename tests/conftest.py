@@ -14,6 +14,15 @@ REFERENCE_DIR = ROOT / "reference" / "libbpf-bootstrap"
 PROGS_DIR = ROOT / "tests" / "progs" / "build"
 
 
+def pytest_configure(config) -> None:
+    """The loader's vmlinux BTF index cache (loader/btf_cache.py) goes to a directory of
+    this session, not the user's ~/.cache, unless a test or the caller chose one."""
+    if "BPFREPLAY_CACHE" not in os.environ:
+        import tempfile
+
+        os.environ["BPFREPLAY_CACHE"] = tempfile.mkdtemp(prefix="bpfreplay-test-cache-")
+
+
 def kernel_required() -> bool:
     return os.environ.get("BPFREPLAY_REQUIRE_KERNEL") == "1"
 

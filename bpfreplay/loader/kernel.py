@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bpfreplay import sys as bsys
-from bpfreplay.errors import LoaderError
+from bpfreplay.errors import DecodeError, LoaderError
 from bpfreplay.loader import bpfcalls
 from bpfreplay.loader.features import Features, probe_loading
 from bpfreplay.loader.kernel_btf import KernelBtf
@@ -290,14 +290,24 @@ def _load(obj: LoadedObject, options: LoadOptions) -> None:
 
 
 def _vmlinux_btf(options: LoadOptions):  # noqa: ANN202 - a Btf
-    from bpfreplay.decode.btf import parse_btf
+    """The kernel's BTF, indexed but not decoded (decode/btf_lazy.py): CO-RE and ksym
+    lookups decode the few types they reach; the index itself comes from the user's
+    cache when this kernel was seen before (loader/btf_cache.py). Mapped where the
+    kernel allows it (sysfs vmlinux BTF can be mapped since 6.16), read otherwise, as
+    libbpf 1.1.2's btf__load_vmlinux_btf() reads it."""
+    from bpfreplay.loader.btf_cache import load_vmlinux_index
 
+    path = options.vmlinux_btf_path
     try:
-        with open(options.vmlinux_btf_path, "rb") as f:
-            return parse_btf(f.read())
+        mapping = bsys.map_file(path)
+        if mapping is None:
+            with open(path, "rb") as f:
+                return load_vmlinux_index(f.read())
+        return load_vmlinux_index(mapping.view, keep=mapping)
     except OSError as e:
-        raise LoaderError(f"reading the kernel's BTF {options.vmlinux_btf_path}: "
-                          f"{e.strerror}") from e
+        raise LoaderError(f"reading the kernel's BTF {path}: {e.strerror}") from e
+    except DecodeError as e:
+        raise LoaderError(f"reading the kernel's BTF {path}: {e}") from e
 
 
 def _resolve_externs(obj: LoadedObject, kernel_btf: Any) -> bytes | None:
