@@ -25,7 +25,12 @@ system:
 	@mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing || true
 	@mountpoint -q /sys/fs/bpf         || mount -t bpf bpf /sys/fs/bpf                 || true
 
+# The editable install leaves bpfreplay's modules uncompiled, and with
+# PYTHONDONTWRITEBYTECODE set Python would compile every module it imports on every
+# start (~25 ms of `bpfreplay run`'s start-up): compile them as `pip install` compiles
+# an installed package (only what changed; a stale .pyc is ignored, never wrong).
 venv: $(VENV)/.installed
+	@$(BIN)/python -m compileall -q bpfreplay
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

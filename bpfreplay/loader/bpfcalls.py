@@ -74,6 +74,11 @@ def _fields(cmd: int) -> dict[str, Field]:
     return fields
 
 
+_PACKERS = {size: struct.Struct(fmt).pack_into
+            for size, fmt in ((1, "<B"), (2, "<H"), (4, "<I"), (8, "<Q"))}
+_MASKS = {size: (1 << (8 * size)) - 1 for size in _PACKERS}
+
+
 class Attr:
     """A ``union bpf_attr`` of ``size`` bytes for ``cmd``, filled field by field."""
 
@@ -85,10 +90,14 @@ class Attr:
     def set(self, name: str, value: int | bytes) -> Attr:
         f = self.fields[name]
         if isinstance(value, bytes):
-            raw = value[: f.size].ljust(f.size, b"\0")
+            self.data[f.offset:f.end] = value[: f.size].ljust(f.size, b"\0")
         else:
-            raw = (value & ((1 << (8 * f.size)) - 1)).to_bytes(f.size, "little")
-        self.data[f.offset:f.end] = raw
+            packer = _PACKERS.get(f.size)
+            if packer is not None:  # (the common case, without building bytes)
+                packer(self.data, f.offset, value & _MASKS[f.size])
+            else:
+                self.data[f.offset:f.end] = (value & ((1 << (8 * f.size)) - 1)).to_bytes(
+                    f.size, "little")
         return self
 
     def get(self, name: str) -> int:
