@@ -616,7 +616,7 @@ def _signature(call: dict[str, Any], probe: str | None = None) -> str:
     return f"{call['syscall']} {call.get('cmd', '')} {what}{_object(call)}".strip()
 
 
-def _describe(call: dict[str, Any], probe: str | None = None) -> str:
+def describe_call(call: dict[str, Any], probe: str | None = None) -> str:
     ret = call.get("ret")
     made = f" -> {ret}" if isinstance(ret, str) else ""
     if call["syscall"] == "close":
@@ -695,7 +695,7 @@ def _info_size_difference(reference: dict[str, Any], ours: dict[str, Any], direc
     return reference, ours, (notes[0], notes[1])
 
 
-def _diff_pair(reference: dict[str, Any], ours: dict[str, Any],
+def diff_pair(reference: dict[str, Any], ours: dict[str, Any],
                ) -> list[tuple[str, str, Any, Any]]:
     """(kind, path, reference value, our value) for each way two paired calls differ."""
     from deepdiff import DeepDiff
@@ -790,7 +790,7 @@ def _align(reference: list[str], ours: list[str]
 _LABEL = re.compile(r"[A-Za-z_][^\s#<>]*#\d+")
 
 
-def _rename_paired(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
+def rename_paired(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
                    pairs: list[tuple[int, int]]) -> list[dict[str, Any]]:
     """Our objects named after the reference's objects whose making calls they are
     paired with, so that one extra object does not renumber the rest (``perf_event#3``
@@ -950,7 +950,7 @@ def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
     app_pairs, app_moved, app_ref, app_ours = _align(
         [_signature(reference[i]) for i in ref_app], [_signature(ours[j]) for j in our_app])
     as_made = ours
-    ours = _rename_paired(reference, ours, [(ref_loader[a], our_loader[b])
+    ours = rename_paired(reference, ours, [(ref_loader[a], our_loader[b])
                                             for a, b in pairs + moved]
                           + [(ref_app[a], our_app[b]) for a, b in app_pairs + app_moved])
     hand_options = set(ref_sections.hand_options)
@@ -961,35 +961,35 @@ def compare_calls(reference: list[dict[str, Any]], ours: list[dict[str, Any]],
             # ours is an auto-attach: compared with the reference's call as libbpf's
             # auto-attach makes it (a call of ours with options is compared as is)
             theirs = as_auto_attach(theirs)
-            report.application.append(ApplicationCall(i, j, _describe(reference[i]), None,
+            report.application.append(ApplicationCall(i, j, describe_call(reference[i]), None,
                                                       _hand_options_note(reference[i])))
-        found = _diff_pair(theirs, ours[j])
+        found = diff_pair(theirs, ours[j])
         if (a, b) in moved:
             found.insert(0, ("moved", "(order)", f"reference #{i}", f"ours #{j}"))
         if not found:
             report.matched += 1
         for kind, path, ref_value, our_value in found:
             report.differences.append(Difference(
-                i, j, _describe(reference[i], ref_probes[i]), path, ref_value, our_value,
+                i, j, describe_call(reference[i], ref_probes[i]), path, ref_value, our_value,
                 kind))
     for a in missing:
         i = ref_loader[a]
-        report.differences.append(Difference(i, None, _describe(reference[i], ref_probes[i]),
+        report.differences.append(Difference(i, None, describe_call(reference[i], ref_probes[i]),
                                              "(whole call)", reference[i], None, "missing"))
     for b in extra:
         j = our_loader[b]
-        report.differences.append(Difference(None, j, _describe(as_made[j], mine_probes[j]),
+        report.differences.append(Difference(None, j, describe_call(as_made[j], mine_probes[j]),
                                              "(whole call)", None, as_made[j], "extra"))
     report.differences.sort(key=lambda d: (d.reference_index if d.reference_index is not None
                                            else 1 << 62, d.our_index or 0))
 
     for a, b in app_pairs + app_moved:
         i, j = ref_app[a], our_app[b]
-        report.application.append(ApplicationCall(i, j, _describe(reference[i]),
+        report.application.append(ApplicationCall(i, j, describe_call(reference[i]),
                                                   reference[i] == ours[j]))
-    report.application += [ApplicationCall(ref_app[a], None, _describe(reference[ref_app[a]]))
+    report.application += [ApplicationCall(ref_app[a], None, describe_call(reference[ref_app[a]]))
                            for a in app_ref]
-    report.application += [ApplicationCall(None, our_app[b], _describe(as_made[our_app[b]]))
+    report.application += [ApplicationCall(None, our_app[b], describe_call(as_made[our_app[b]]))
                            for b in app_ours]
     report.application.sort(key=lambda c: (c.reference_index if c.reference_index is not None
                                            else 1 << 62, c.our_index or 0))

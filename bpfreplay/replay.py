@@ -92,7 +92,7 @@ def _replay(trace: Any, args: argparse.Namespace, our_trace: str) -> Any:
     from bpfreplay.replaying.engine import Replayer, ReplayOptions
     from bpfreplay.replaying.objects import teardown
     from bpfreplay.replaying.report import build_report
-    from bpfreplay.run import _signals_held, _sigterm_as_interrupt
+    from bpfreplay.run import signals_held, sigterm_as_interrupt
     from bpfreplay.trace import read_trace
 
     tracer = SelfTracer(our_trace, comment=f"bpfreplay replay {trace.path}")
@@ -102,7 +102,7 @@ def _replay(trace: Any, args: argparse.Namespace, our_trace: str) -> Any:
     split = teardown_start(trace.calls) if args.duration is not None else calls
     interrupted = False
     try:
-        with _sigterm_as_interrupt(), bsys.traced_by(tracer):
+        with sigterm_as_interrupt(), bsys.traced_by(tracer):
             try:
                 replayer.replay(0, split)
                 if args.duration is not None:
@@ -111,7 +111,7 @@ def _replay(trace: Any, args: argparse.Namespace, our_trace: str) -> Any:
             except KeyboardInterrupt:
                 interrupted = True
             finally:
-                with _signals_held():
+                with signals_held():
                     left = teardown(replayer.state, bsys.close, bsys.munmap)
     finally:
         tracer.close(INTERRUPTED if interrupted else 0)

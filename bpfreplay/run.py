@@ -59,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from bpfreplay.loader.uprobe import self_exe_standing_for
 
     try:
-        with _sigterm_as_interrupt(), self_exe_standing_for(self_exe), (
+        with sigterm_as_interrupt(), self_exe_standing_for(self_exe), (
                 bsys.traced_by(tracer) if tracer else contextlib.nullcontext()):
             ended = _load_attach_stream(spec, args, reference)
     finally:
@@ -213,7 +213,7 @@ def _load_attach_stream(spec: Any, args: argparse.Namespace,
         print("\nbpfreplay: interrupted; tearing down", file=sys.stderr)
         return RAN if attached else INTERRUPTED
     finally:
-        with _signals_held():
+        with signals_held():
             try:
                 if reading is not None:
                     close_readers(reading)
@@ -471,7 +471,7 @@ def _remove(path: str | None) -> None:
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Ctrl-C and SIGTERM wait while the block runs (teardown is not cut short); one
     that came meanwhile is raised after it."""
     held = {signal.SIGINT, signal.SIGTERM}

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from bpfreplay.compare import PID, _describe, _diff_pair, _rename_paired, normalise, self_exes
+from bpfreplay.compare import PID, describe_call, diff_pair, normalise, rename_paired, self_exes
 from bpfreplay.replaying.engine import CallResult, RecordedTrace
 
 SAME, DIFFERENT, SKIPPED = "same", "different", "skipped"
@@ -81,7 +81,7 @@ def build_report(trace: RecordedTrace, results: list[CallResult],
     _mask_perf_pid(recorded, trace.pid)
     _mask_perf_pid(ours, our_pid)
     pairs = [(r.position, r.ours[0]) for r in results if r.ours and r.ours[0] < len(ours)]
-    ours = _rename_paired(recorded, ours, pairs)
+    ours = rename_paired(recorded, ours, pairs)
     calls = [_call_report(trace, recorded, ours, r) for r in results]
     by_position = {c.position: c for c in calls}
     programs = [_program(trace, recorded, ours, r, by_position[r.position]) for r in results
@@ -114,7 +114,7 @@ def _call_report(trace: RecordedTrace, recorded: list[dict[str, Any]],
                  ours: list[dict[str, Any]], result: CallResult) -> CallReport:
     item = recorded[result.position]
     index = trace.calls[result.position].get("index", result.position)
-    report = CallReport(result.position, index, _describe(item), SKIPPED,
+    report = CallReport(result.position, index, describe_call(item), SKIPPED,
                         notes=list(result.notes), recorded_outcome=outcome(item))
     if result.skipped:
         report.reason, report.needs = result.skipped, result.needs
@@ -124,7 +124,7 @@ def _call_report(trace: RecordedTrace, recorded: list[dict[str, Any]],
         return report
     mine = ours[result.ours[0]]
     report.outcome = outcome(mine)
-    found = _diff_pair(_without(item, result.adjusted), _without(mine, result.adjusted))
+    found = diff_pair(_without(item, result.adjusted), _without(mine, result.adjusted))
     report.differences = [(path, theirs, here) for _, path, theirs, here in found]
     report.status = DIFFERENT if found else SAME
     for name in _LOGS:
