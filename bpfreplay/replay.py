@@ -64,7 +64,12 @@ def run(args: argparse.Namespace) -> int:
     our_trace = args.save_trace or os.path.join(tempfile.mkdtemp(prefix="bpfreplay-"),
                                                 "replay.mp")
     try:
-        outcome = _replay(trace, args, our_trace)
+        try:
+            outcome = _replay(trace, args, our_trace)
+        except TraceFormatError as e:  # a record the report cannot read: exit 2 too
+            print(f"bpfreplay: error: cannot replay: {escape_lines(str(e))}",
+                  file=sys.stderr)
+            return CANNOT_REPLAY
         if outcome is None:
             return INTERRUPTED
         report = outcome

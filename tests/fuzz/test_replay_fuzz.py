@@ -240,7 +240,7 @@ def replay_with(fake: FakeKernel, trace: Path, pin_root: Path, options: list[str
     """``bpfreplay replay`` as the CLI runs it, in this process, against ``fake``: (its
     exit status or None for a clean BpfReplayError, stdout, stderr)."""
     from bpfreplay import replay
-    from bpfreplay.errors import BpfReplayError
+    from bpfreplay.errors import BpfReplayError, TraceFormatError
 
     parser = argparse.ArgumentParser()
     replay.add_arguments(parser)
@@ -253,6 +253,8 @@ def replay_with(fake: FakeKernel, trace: Path, pin_root: Path, options: list[str
                 contextlib.redirect_stderr(err):
             try:
                 code: int | None = replay.run(args)
+            except TraceFormatError as e:  # a trace it cannot replay is exit 2
+                raise AssertionError(f"exit 2 expected, not an error: {e}") from e
             except BpfReplayError as e:
                 code = None
                 FIGURES[f"error: {type(e).__name__}: {str(e)[:60]}"] = \
