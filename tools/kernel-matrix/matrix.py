@@ -51,15 +51,14 @@ KERNEL_FACING = (
 # matrix within its 15 minutes for two kernels under TCG (README: the times measured).
 CI_SUBSET = (
     "tests/test_probes.py", "tests/test_uapi.py", "tests/test_btf_sanitize.py",
-    "tests/test_kprobe_multi.py", "tests/test_sys.py", "tests/test_pinning.py",
+    "tests/test_kprobe_multi.py", "tests/test_sys.py",
     *(f"tests/test_disasm.py::test_{name}" for name in (
-        "verifier_log_families", "verifier_log_calls", "verifier_log_ld_imm64",
-        "verifier_log_odd_forms", "verifier_log_minimal", "bpftool_xlated_minimal")),
+        "verifier_log_families", "verifier_log_minimal", "bpftool_xlated_minimal")),
     "tests/test_decode_attrs.py::test_minimal_every_field_strace_prints_agrees",
     "tests/test_decode_attrs.py::test_minimal_tracepoint_config_is_named",
-    "tests/test_loader_spec.py::test_load_matches_libbpf",
     "tests/test_loader_spec.py::test_kconfig_externs",
-    "-k", "not never_crash and not garbage",
+    # bpftool's dump of vmlinux BTF alone takes ~3 min under TCG
+    "-k", "not never_crash and not garbage and not btf_dump_of_vmlinux",
 )
 
 
