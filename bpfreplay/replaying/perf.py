@@ -21,6 +21,8 @@ from bpfreplay.replaying.errors import NotReproducible
 from bpfreplay.replaying.remap import s32
 
 PERF_TYPE_TRACEPOINT = 2
+PERF_ATTR_SIZE_VER0 = 64
+PAGE_SIZE = 4096  # perf_copy_attr refuses larger sizes before reading
 PERF_FLAG_PID_CGROUP = 1 << 2
 _CONFIG = slice(8, 16)
 _CONFIG1 = 56
@@ -77,6 +79,13 @@ def prepare(call: dict[str, Any], recorded_pid: int, our_pid: int, exact: bool,
     attr = call.get("attr")
     if not isinstance(attr, bytes) or len(attr) < 16:
         raise NotReproducible("the recording could not read the perf_event_attr")
+    # The kernel reads as many bytes as the attr's own size field says (0: the first
+    # layout's 64; perf_copy_attr), unless that is more than a page (E2BIG, unread):
+    # never more than our copy of the recorded bytes holds.
+    size = int.from_bytes(attr[4:8], "little") or PERF_ATTR_SIZE_VER0
+    if len(attr) < size <= PAGE_SIZE:
+        raise NotReproducible(f"the perf_event_attr says {size} bytes, the recording "
+                              f"kept {len(attr)}")
     args = list(call.get("args") or []) + [0] * 6
     pid = s32(args[1])
     cpu = s32(args[2])

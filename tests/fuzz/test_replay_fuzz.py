@@ -338,3 +338,28 @@ def test_replay_of_mutated_traces_keeps_its_promise(replay_seeds):
 
         run()
         print(f"\nreplay fuzz: {FIGURES}")
+
+
+def test_a_perf_event_attr_longer_than_recorded_is_not_reproducible(tmp_path):
+    """perf_event_open reads as many bytes as the attr's size field says (0: 64): an
+    attr that says more than the recording kept is not issued (the kernel would read
+    past the replay's copy), and the replay says why."""
+    seed = harness.Seed("minimal.mp", (harness.ROOT / "traces" / "minimal.mp").read_bytes())
+    objects = list(seed.objects)
+    for i, record in enumerate(objects):
+        if isinstance(record, dict) and record.get("syscall") == "perf_event_open":
+            attr = bytearray(record["attr"])
+            attr[4:8] = struct.pack("<I", len(attr) + 8)
+            objects[i] = dict(record, attr=bytes(attr))
+    path = harness.write(tmp_path, "t.mp", b"".join(msgpack.packb(o, use_bin_type=True)
+                                                    for o in objects))
+    pin_root = tmp_path / "pins"
+    pin_root.mkdir()
+    fake = FakeKernel(random.Random(0))
+    code, out, err = replay_with(fake, path, pin_root, ["-v"])
+    check_promise(fake, pin_root, code, "minimal.mp")
+    from bpfreplay.recording import syscalls as nr
+
+    assert not [c for c in fake.calls if c[0] == nr.PERF_EVENT_OPEN]
+    line = next(x for x in out.splitlines() if "perf_event_open" in x)
+    assert "skipped: not reproducible here: the perf_event_attr says" in line, out
