@@ -22,7 +22,7 @@ def _record(args: argparse.Namespace) -> int:
                              "or -p PID")
     result = record(argv, args.output, duration=args.duration, follow_forks=args.follow_forks,
                     pin_cpu=not args.no_pin, quiet=args.quiet, comment=args.comment,
-                    attach_pid=args.pid)
+                    attach_pid=args.pid, stack=args.stack)
     if args.pid is not None:
         argv = [f"pid {args.pid}"]
     if not args.quiet:
@@ -74,6 +74,9 @@ def add_record_arguments(rec: argparse.ArgumentParser) -> None:
     rec.add_argument("-p", "--pid", type=int,
                      help="attach to a running process instead (every syscall then stops it; "
                      "Ctrl-C or --duration detaches and leaves it running)")
+    rec.add_argument("--stack", action="store_true",
+                     help="keep each call's user-space call chain (unwound through the "
+                     "mapped files' CFI, named from their symbols and DWARF)")
     rec.add_argument("program", nargs=argparse.REMAINDER, metavar="-- PROGRAM [ARGS...]")
 
 

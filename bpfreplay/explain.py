@@ -63,7 +63,7 @@ def call_to_json(record: dict[str, Any], explained: Any = None) -> dict[str, Any
     out["args"] = [f"{a:#x}" if type(a) is int else repr(a)
                    for a in (args if type(args) is list else [])]
     for key in ("attr", "attr_out", "common", "in", "out", "object", "faults", "replaced",
-                "attr_fault", "tracepoint", "pmu", "ts", "dur"):
+                "attr_fault", "tracepoint", "pmu", "stack", "ts", "dur"):
         if key in record:
             out[key] = _hex(record[key])
     if explained is not None and explained.line.startswith("<malformed record"):
@@ -83,6 +83,8 @@ def call_to_json(record: dict[str, Any], explained: Any = None) -> dict[str, Any
             out["info"] = explained.info
         if getattr(explained, "verifier", None) is not None:
             out["verifier"] = explained.verifier.as_json()
+        if getattr(explained, "api", None) is not None:
+            out["api"] = explained.api
     return out
 
 

@@ -55,7 +55,8 @@ class Printer:
         tag = f"{phase}:{label.probe}" if label and label.probe else phase
         style = "bold red" if explained.failed and not (label and label.probe) else \
             _PHASE_STYLE.get(phase)
-        self._out(f"{explained.index:>5} {tag:<24} {explained.line}", style)
+        api = f"  <- {explained.api}" if explained.api else ""
+        self._out(f"{explained.index:>5} {tag:<24} {explained.line}{api}", style)
         if explained.verifier is not None:
             self._out(f"{'':>30}verifier: {explained.verifier.text()}", "dim")
         if label and label.note and self.verbose:

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptrace.binding import ptrace_geteventmsg, ptrace_setoptions
 from ptrace.error import PtraceError
@@ -47,6 +47,9 @@ from bpfreplay.recording.ptrace_calls import (
 )
 from bpfreplay.recording.spawn import spawn_traced
 from bpfreplay.trace.writer import TraceWriter, trace_header
+
+if TYPE_CHECKING:
+    from bpfreplay.recording.stack import StackUnwinder
 
 PTRACE_O_TRACESYSGOOD = 0x01
 PTRACE_O_TRACEFORK = 0x02
@@ -80,6 +83,7 @@ class RecordOptions:
     quiet: bool = False
     comment: str | None = None
     attach_pid: int | None = None  # record -p: trace a running process instead
+    stack: bool = False  # record --stack: each call's user-space call chain
 
 
 @dataclass
@@ -110,6 +114,10 @@ class Recorder:
         self.attach_mode = options.attach_pid is not None
         self.in_syscall: set[int] = set()  # attach mode: tasks between entry and exit stop
         self.detaching = False
+        self.unwinder: StackUnwinder | None = None
+        if options.stack:
+            from bpfreplay.recording.stack import StackUnwinder
+            self.unwinder = StackUnwinder()
 
     # ---------------------------------------------------------------- set-up
 
@@ -403,6 +411,8 @@ class Recorder:
             self.tasks.pop(former, None)
         process.forget_memory()
         process.mmaps.clear()
+        if self.unwinder is not None:
+            self.unwinder.forget(process.pid)
         if process.pid == self.main_pid and not process.recording:
             process.recording = True
         process.announced = False
@@ -426,6 +436,8 @@ class Recorder:
             self.writer.write({"type": "exit", "pid": tid, "code": code, "signal": signame,
                                "ts": time.monotonic_ns() - self.t0})
         process.forget_memory()
+        if self.unwinder is not None:
+            self.unwinder.forget(tid)
 
     # ------------------------------------------------------------ syscalls
 
@@ -456,6 +468,8 @@ class Recorder:
         record["args"] = list(args)
         record["ts"] = time.monotonic_ns() - self.t0
         self.index += 1
+        if self.unwinder is not None:  # the registers are still this stop's
+            record["stack"] = self.unwinder.unwind(process.pid, registers, process.mem())
         if nr == sc.CLOSE:  # nothing to learn at exit: the fd is gone whatever happens
             record["ret"] = None
             record["errno"] = None
@@ -556,11 +570,12 @@ def _resolve_program(program: str) -> str:
 
 def record(argv: Sequence[str], output: str, *, duration: float | None = None,
            follow_forks: bool = False, pin_cpu: bool = True, quiet: bool = False,
-           comment: str | None = None, attach_pid: int | None = None) -> RecordResult:
+           comment: str | None = None, attach_pid: int | None = None,
+           stack: bool = False) -> RecordResult:
     """Record ``argv`` into ``output``; returns the program's exit code (128+N for a
     signal) and the number of calls recorded."""
     if not argv and attach_pid is None:
         raise RecordError("record: no program given")
     options = RecordOptions(list(argv), output, duration, follow_forks, pin_cpu, quiet=quiet,
-                            comment=comment, attach_pid=attach_pid)
+                            comment=comment, attach_pid=attach_pid, stack=stack)
     return Recorder(options).run()

@@ -162,7 +162,7 @@ def _one_call(tmp_path: Path, version: int, **keys) -> Path:
 @pytest.mark.parametrize("version", [1, 2])
 def test_both_versions_are_read(tmp_path, version):
     path = _one_call(tmp_path, version, tracepoint="a:b", pmu="uprobe",
-                     stack=[{"reserved": True}])
+                     stack=[{"pc": 0x401000, "later": "key"}])
     with read_trace(str(path)) as trace:
         assert trace.header["version"] == version
         assert [c["tracepoint"] for c in trace.calls()] == ["a:b"]

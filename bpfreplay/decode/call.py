@@ -48,6 +48,7 @@ class ExplainedCall:
     info: dict[str, str] = field(default_factory=dict)  # OBJ_GET_INFO_BY_FD: the answer
     shown: set[str] = field(default_factory=set)  # payloads a section already decoded
     verifier: Any = None  # VerifierStats of a PROG_LOAD whose log has them
+    api: str | None = None  # record --stack: the libbpf API function behind the call
 
     @property
     def failed(self) -> bool:
@@ -368,6 +369,13 @@ def explain_call(record: Call, ctx: _DecodeContext, *, sections: bool = True) ->
             _explain_other(explained, ctx)
     except (DecodeError, ValueError, TypeError, KeyError, IndexError) as e:
         explained.line = f"{syscall}(...) /* undecodable record: {e} */"
+    if "stack" in record:
+        from bpfreplay.decode.stack import api_function, frame_lines
+
+        explained.api = api_function(record["stack"])
+        if sections:
+            explained.sections.append(Section("call chain (record --stack)",
+                                              frame_lines(record["stack"])))
     return explained
 
 

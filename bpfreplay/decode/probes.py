@@ -635,6 +635,12 @@ def _attach_call(call: Call) -> bool:
 
 
 def _phase(call: Call, ctx: Context, timeline: _Timeline) -> str:
+    if "stack" in call:  # record --stack: the libbpf function that made the call says
+        from bpfreplay.decode.stack import api_function, api_phase
+
+        phase = api_phase(api_function(call["stack"]))
+        if phase is not None:
+            return phase
     syscall = call.get("syscall")
     if _attach_call(call):
         return "attach"

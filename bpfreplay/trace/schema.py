@@ -169,11 +169,35 @@ def call_record_problem(record: Record) -> str | None:
     return None
 
 
+# record --stack's frame keys and their types (docs/trace-format.md, "stack").
+_FRAME_INTS = ("pc", "offset", "symbol_offset")
+_FRAME_TEXTS = ("module", "symbol")
+
+
 def _stack_problem(record: Record) -> str | None:
-    """``stack`` is reserved for ``record --stack`` (a list of frames, innermost first):
-    only its being a list is checked until that lands."""
-    if "stack" in record and type(record["stack"]) is not list:
-        return f"'stack' is a {_kind(record['stack'])}, not a list"
+    """``stack``: a list of frames, innermost first, each a map with at least ``pc``;
+    keys other than the documented ones are ignored (room for later additions)."""
+    if "stack" not in record:
+        return None
+    stack = record["stack"]
+    if type(stack) is not list:
+        return f"'stack' is a {_kind(stack)}, not a list"
+    for number, frame in enumerate(stack):
+        if type(frame) is not dict:
+            return f"'stack' frame {number} is a {_kind(frame)}, not a map"
+        if not _is_int(frame.get("pc"), _U64):
+            return f"'stack' frame {number} has no 64-bit 'pc'"
+        for key in _FRAME_INTS:
+            if key in frame and not _is_int(frame[key], _REG):
+                return f"'stack' frame {number}: '{key}' is not a 64-bit integer"
+        for key in _FRAME_TEXTS:
+            if key in frame and type(frame[key]) is not str:
+                return f"'stack' frame {number}: '{key}' is a {_kind(frame[key])}, not a string"
+        if "exported" in frame and type(frame["exported"]) is not bool:
+            return f"'stack' frame {number}: 'exported' is not a boolean"
+        inlined = frame.get("inlined", [])
+        if type(inlined) is not list or not all(type(n) is str for n in inlined):
+            return f"'stack' frame {number}: 'inlined' is not a list of strings"
     return None
 
 
