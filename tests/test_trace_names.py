@@ -239,3 +239,17 @@ def test_an_event_made_while_recording_is_named(tmp_path):
         "syscalls:sys_enter_getpid", f"uprobes:{name}"]
     out = _explain(trace, "")
     assert f"/* uprobes:{name} */" in out and f"<perf_event uprobes:{name}>" in out
+
+
+@pytest.mark.parametrize("stack, words", [
+    ([1], "'stack' frame 0 is a int, not a map"),
+    ([{"module": "/lib/x"}], "'stack' frame 0 has no 64-bit 'pc'"),
+    ([{"pc": 1}, {"pc": 2, "offset": "0x10"}], "'stack' frame 1: 'offset' is not a 64-bit"),
+    ([{"pc": 1, "symbol": b"main"}], "'stack' frame 0: 'symbol' is a bytes"),
+    ([{"pc": 1, "exported": 1}], "'stack' frame 0: 'exported' is not a boolean"),
+    ([{"pc": 1, "inlined": "main"}], "'stack' frame 0: 'inlined' is not a list of strings"),
+])
+def test_stack_frames_of_the_wrong_shape_are_refused(tmp_path, stack, words):
+    path = _one_call(tmp_path, 2, stack=stack)
+    with read_trace(str(path)) as trace, pytest.raises(TraceFormatError, match=words):
+        list(trace.calls())
