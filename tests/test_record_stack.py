@@ -234,3 +234,42 @@ def test_off_by_default(tmp_path, minimal_binary):
     with read_trace(str(out)) as trace:
         calls = list(trace.calls())
     assert calls and not any("stack" in c for c in calls)
+
+
+FRAME_POINTER_PROGRAM = r"""
+#include <unistd.h>
+#include <sys/syscall.h>
+__attribute__((noinline)) long inner(void) { return syscall(SYS_bpf, 0, (void *)0, 0); }
+__attribute__((noinline)) long outer(void) { return inner() + 1; }
+int main(void) { return outer() == 0; }
+"""
+
+
+def test_code_without_unwind_tables_is_walked_by_frame_pointer(tmp_path):
+    """A program built without .eh_frame entries of its own (only the C runtime's) but
+    with frame pointers: its frames come from rbp, named as addr2line -f names them."""
+    cc = require_tool("cc")
+    for tool in ("readelf", "addr2line"):
+        require_tool(tool)
+    source, program, out = tmp_path / "fp.c", tmp_path / "fp", tmp_path / "fp.mp"
+    source.write_text(FRAME_POINTER_PROGRAM)
+    subprocess.run([cc, "-O0", "-fno-omit-frame-pointer", "-fno-asynchronous-unwind-tables",
+                    "-fno-unwind-tables", "-o", str(program), str(source)], check=True)
+    fdes = subprocess.run(["readelf", "--debug-dump=frames", str(program)], capture_output=True,
+                          text=True, check=True).stdout
+    ranges = [tuple(int(x, 16) for x in line.split("pc=")[1].split(".."))
+              for line in fdes.splitlines() if " FDE " in line]
+    subprocess.run([*BPFREPLAY, "record", "-q", "--stack", "-o", str(out), "--", str(program)],
+                   check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with read_trace(str(out)) as trace:
+        (call,) = list(trace.calls())
+    own = [f for f in call["stack"] if f.get("module") == str(program.resolve())]
+    names = subprocess.run(["addr2line", "-f", "-e", str(program),
+                            *[f"{f['offset'] - 1:#x}" for f in own]], capture_output=True,
+                           text=True, check=True).stdout.splitlines()[0::2]
+    assert names[:3] == ["inner", "outer", "main"]
+    assert [f["symbol"] for f in own[:3]] == names[:3]
+    for frame in own[:3]:
+        assert not any(low <= frame["offset"] - 1 < high for low, high in ranges)
+    assert [f.get("frame_pointer", False) for f in own[:3]] == [False, True, True]
+    assert call["stack"][-1].get("symbol") == "_start"

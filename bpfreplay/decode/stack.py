@@ -32,7 +32,10 @@ def frame_lines(stack: object) -> list[str]:
         where = f"{pc:#x}" if isinstance(pc, int) else "?"
         for name in frame.get("inlined") or ():
             lines.append(f"#{number} {where} {name} (inlined)")
-        lines.append(f"#{number} {where} {_frame_name(frame)}")
+        notes = " [by frame pointer]" if frame.get("frame_pointer") else ""
+        if isinstance(frame.get("error"), str):
+            notes += f" [walk ended: {frame['error']}]"
+        lines.append(f"#{number} {where} {_frame_name(frame)}{notes}")
     return lines
 
 

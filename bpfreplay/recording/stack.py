@@ -4,8 +4,9 @@ From the registers of the stop (rip, rsp, rbp and the other callee-saved ones) e
 frame's caller is found through the CFI of the file mapped at its pc (recording/cfi.py)
 and the words the rules name are read from the tracee's stack. The first frame is the
 libc wrapper that made the syscall (``syscall()``, ``ioctl()``...); the walk ends where
-the CFI says the return address is undefined (``_start``), at a pc no file maps, at a
-frame without CFI, or after MAX_FRAMES.
+the CFI says the return address is undefined (``_start``), at a pc no file maps, or
+after MAX_FRAMES. A frame no FDE covers (code built without unwind tables) is left
+through its frame pointer.
 
 Each frame is named at record time, while the files are the ones the process mapped
 (docs/trace-format.md, "stack"): the module's path, the pc as the file's virtual
@@ -95,6 +96,7 @@ class StackUnwinder:
         pages: dict[int, bytes | None] = {}
         frames: list[Frame] = []
         pc = rip
+        by_frame_pointer = False
         while len(frames) < MAX_FRAMES:
             # The first pc is where the syscall returns to, in the wrapper; the others
             # are return addresses: the call is the instruction before them.
@@ -104,7 +106,8 @@ class StackUnwinder:
                 mapping.module = self._module(mapping.path)
                 mapping.opened = True
             if mapping is None or mapping.module is None:
-                frames.append({"pc": pc})
+                if not by_frame_pointer:  # what rbp pointed at may be no return address
+                    frames.append({"pc": pc})
                 break
             module = mapping.module
             address = module.address_of(lookup - mapping.start + mapping.offset)
@@ -119,13 +122,20 @@ class StackUnwinder:
                 frame["error"] = f"reading {module.path}: {e}"
                 frames.append(frame)
                 break
+            if by_frame_pointer:
+                frame["frame_pointer"] = True
             frames.append(frame)
-            if rule is None:
-                break
-            caller = _step(rule, regs, lambda at: _read_word(memory, pages, at))
+            read = lambda at: _read_word(memory, pages, at)  # noqa: E731
+            if rule is not None:
+                caller = _step(rule, regs, read)
+            elif frames[1:]:  # no FDE here (code built without unwind tables): try rbp
+                caller = _frame_pointer_step(regs, read)
+            else:
+                caller = None
             if caller is None or caller == 0:
                 break
             pc = caller
+            by_frame_pointer = rule is None
         return frames
 
     def _frame(self, module: _Module, pc: int, address: int, is_return: bool) -> Frame:
@@ -197,6 +207,24 @@ def _read_word(memory: TraceeMemory, pages: dict[int, bytes | None], address: in
     if data is None or at + 8 > len(data):
         return None
     return _WORD.unpack_from(data, at)[0]
+
+
+# A frame-pointer walk stops at an rbp that does not point into the stack above rsp.
+_STACK_SPAN = 1 << 23
+
+
+def _frame_pointer_step(regs: dict[int, int], read: Any) -> int | None:
+    """The caller of a function with the classic prologue (push rbp; mov rbp, rsp):
+    its return address at rbp+8, its rbp at rbp, its rsp rbp+16."""
+    rbp, rsp = regs.get(_RBP), regs.get(_RSP)
+    if rbp is None or rsp is None or not rsp <= rbp < rsp + _STACK_SPAN or rbp % 8:
+        return None
+    saved, return_address = read(rbp), read(rbp + 8)
+    if saved is None or return_address is None:
+        return None
+    regs.clear()  # the other callee-saved registers are not known past this frame
+    regs[_RBP], regs[_RSP] = saved, rbp + 16
+    return return_address
 
 
 def _step(rule: Rule, regs: dict[int, int], read: Any) -> int | None:

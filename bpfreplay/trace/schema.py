@@ -171,7 +171,7 @@ def call_record_problem(record: Record) -> str | None:
 
 # record --stack's frame keys and their types (docs/trace-format.md, "stack").
 _FRAME_INTS = ("pc", "offset", "symbol_offset")
-_FRAME_TEXTS = ("module", "symbol")
+_FRAME_TEXTS = ("module", "symbol", "error")
 
 
 def _stack_problem(record: Record) -> str | None:
@@ -193,8 +193,9 @@ def _stack_problem(record: Record) -> str | None:
         for key in _FRAME_TEXTS:
             if key in frame and type(frame[key]) is not str:
                 return f"'stack' frame {number}: '{key}' is a {_kind(frame[key])}, not a string"
-        if "exported" in frame and type(frame["exported"]) is not bool:
-            return f"'stack' frame {number}: 'exported' is not a boolean"
+        for key in ("exported", "frame_pointer"):
+            if key in frame and type(frame[key]) is not bool:
+                return f"'stack' frame {number}: '{key}' is not a boolean"
         inlined = frame.get("inlined", [])
         if type(inlined) is not list or not all(type(n) is str for n in inlined):
             return f"'stack' frame {number}: 'inlined' is not a list of strings"
