@@ -7,7 +7,9 @@
 ``load()`` opens, sets globals, loads and auto-attaches (bpf_object__open, the
 skeleton's ``skel->rodata->x = ...``, bpf_object__load, bpf_object__attach_skeleton);
 leaving the ``with`` block tears everything down as ``bpfreplay run`` does
-(bpf_object__destroy_skeleton). Every BPF syscall goes through ``bpfreplay.sys``.
+(bpf_object__destroy_skeleton). ``Object.open()``, ``set_global()``, ``load()``,
+``attach()`` are those stages one by one; ``bpfreplay run`` stands on them. Every BPF
+syscall goes through ``bpfreplay.sys``.
 """
 
 from __future__ import annotations
