@@ -75,3 +75,76 @@ def test_cli_reads_truncated_file_and_warns(tmp_path):
     assert result.returncode == 0
     assert len(result.stdout.splitlines()) == 4
     assert "ends inside a record" in result.stderr
+
+
+def test_records_across_mapped_windows_read_back_exactly(tmp_path):
+    """Records written through the file's mapping, across its window boundaries and
+    larger than a window (pwrite), read back as written, and close() leaves the file
+    exactly as long as its objects (no reserved space)."""
+    from bpfreplay.trace import writer
+
+    path = tmp_path / "big.mp"
+    records = [{"type": "call", "index": i, "syscall": "bpf", "cmd": 5,
+                "attr": b"", "in": {"insns": bytes([i % 251]) * (i * 997 % 70000)}}
+               for i in range(80)]
+    records.insert(40, {"type": "call", "index": 999, "syscall": "bpf", "cmd": 5,
+                        "attr": b"", "in": {"insns": b"\x07" * (writer._WINDOW + 12345)}})
+    header = {"argv": ["x"]}
+    with TraceWriter(str(path), header) as w:
+        for r in records:
+            w.write(r)
+    packer = msgpack.Packer(use_bin_type=True)
+    expected_size = len(packer.pack({"format": "bpfreplay-trace", "version": FORMAT_VERSION,
+                                     **header})) + sum(len(packer.pack(r)) for r in records)
+    assert path.stat().st_size == expected_size
+    with read_trace(str(path)) as trace:
+        assert list(trace.records()) == records
+        assert not trace.truncated
+
+
+_KILLED_WRITER = """
+import sys
+from bpfreplay.trace import TraceWriter
+w = TraceWriter(sys.argv[1], {"argv": ["x"]})
+for i in range(int(sys.argv[2])):
+    w.write({"type": "call", "index": i, "syscall": "bpf", "cmd": 5, "attr": bytes(i % 300)})
+print("written", flush=True)
+sys.stdin.read()  # SIGKILLed here, before close() could cut the file
+"""
+
+
+def test_sigkilled_writer_leaves_every_record_it_wrote(tmp_path):
+    """The guarantee of docs/trace-format.md: a writer killed with SIGKILL leaves every
+    record its write() returned from; the space reserved past them (zero bytes) ends the
+    records, reported as bytes after the last complete record."""
+    path = tmp_path / "killed.mp"
+    count = 9000  # several MiB: more than one mapped window
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(path), str(count)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "written\n"
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert proc.returncode == -9
+    with read_trace(str(path)) as trace:
+        calls = list(trace.calls())
+        reserved = trace.trailing_bytes
+        end = trace.complete_end
+    assert [c["index"] for c in calls] == list(range(count))
+    assert calls[-1]["attr"] == bytes((count - 1) % 300)
+    data = path.read_bytes()
+    assert reserved == len(data) - end and reserved > 0
+    assert data[end:] == bytes(reserved)
+
+
+def test_zero_byte_ends_the_records(tmp_path):
+    """A zero byte where a record would begin (no record does: each is a map) is space a
+    killed writer reserved: the records before it are all there."""
+    path = tmp_path / "t.mp"
+    write_sample(path)
+    path.write_bytes(path.read_bytes() + bytes(5000))
+    with read_trace(str(path)) as trace:
+        calls = list(trace.calls())
+        assert trace.trailing_bytes == 5000
+    assert [c["index"] for c in calls] == list(range(5))

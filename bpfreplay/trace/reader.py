@@ -84,6 +84,8 @@ class Trace:
                     f"reading {self.path}: record #{number} at byte {start}: not msgpack "
                     f"({type(e).__name__}); nothing after it can be read") from e
             end = unpacker.tell()
+            if obj == 0 and end == start + 1 and type(obj) is int:
+                break  # a zero byte: space the writer reserved, never written (docs)
             problem = "a map with a key that is a map or a list" if maps.bad_key \
                 else record_problem(obj)
             if problem is not None:
