@@ -169,7 +169,11 @@ def run(args: argparse.Namespace) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             return 0
-        if trace.truncated:
+        if trace.zero_tail:
+            print(f"bpfreplay: {args.trace} ends in {trace.trailing_bytes} bytes reserved "
+                  f"but never written after its last complete record, which ends at byte "
+                  f"{trace.complete_end}: the recorder was probably killed", file=sys.stderr)
+        elif trace.truncated:
             print(f"bpfreplay: {args.trace} ends inside a record ({trace.trailing_bytes} "
                   f"bytes ignored after the last complete record, which ends at byte "
                   f"{trace.complete_end}): the recorder was probably killed",

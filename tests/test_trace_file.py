@@ -146,5 +146,9 @@ def test_zero_byte_ends_the_records(tmp_path):
     path.write_bytes(path.read_bytes() + bytes(5000))
     with read_trace(str(path)) as trace:
         calls = list(trace.calls())
-        assert trace.trailing_bytes == 5000
+        assert trace.trailing_bytes == 5000 and trace.zero_tail
     assert [c["index"] for c in calls] == list(range(5))
+    result = subprocess.run([sys.executable, "-m", "bpfreplay.cli", "explain", "--json",
+                             str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 5
+    assert "5000 bytes reserved but never written" in result.stderr

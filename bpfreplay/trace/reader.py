@@ -46,7 +46,8 @@ def _ext(code: int, data: bytes) -> msgpack.ExtType:
 @dataclass
 class Trace:
     """An open trace file. Iterate over ``records()`` once. After the iteration,
-    ``truncated`` tells whether the file ended inside a record, ``complete_end`` is the
+    ``truncated`` tells whether the file ended inside a record (or in the zero bytes a
+    killed writer had reserved: ``zero_tail``), ``complete_end`` is the
     offset just past the last complete record and ``trailing_bytes`` the bytes after it.
 
     A record that is not of the format (``schema.record_problem``) raises
@@ -64,6 +65,7 @@ class Trace:
     skip_bad: bool = False
     on_problem: Callable[[str], None] | None = None
     truncated: bool = False
+    zero_tail: bool = False  # the bytes after the records begin with a zero byte
     trailing_bytes: int = 0
     complete_end: int = 0
     problems: list[str] = field(default_factory=list)
@@ -85,7 +87,8 @@ class Trace:
                     f"({type(e).__name__}); nothing after it can be read") from e
             end = unpacker.tell()
             if obj == 0 and end == start + 1 and type(obj) is int:
-                break  # a zero byte: space the writer reserved, never written (docs)
+                self.zero_tail = True  # space the writer reserved, never written (docs)
+                break
             problem = "a map with a key that is a map or a list" if maps.bad_key \
                 else record_problem(obj)
             if problem is not None:
