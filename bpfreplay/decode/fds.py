@@ -99,6 +99,8 @@ def buffer(call: Call, name: str) -> bytes:
     """A captured input buffer of a call (``insns``, ``btf``, ...), or b""."""
     inputs = call.get("in")
     value = inputs.get(name) if isinstance(inputs, dict) else None
+    if type(value) is bytes:
+        return value  # as the reader gives it: no copy (rules ask for insns per rule)
     return bytes(value) if isinstance(value, bytes | bytearray) else b""
 
 

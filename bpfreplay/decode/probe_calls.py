@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from bpfreplay.decode.fds import Call, buffer, command, instructions
+from bpfreplay.decode.fds import Call, buffer, command
 from bpfreplay.uapi import attr_layout, cmd_value, enum_values
 
 # Wildcards for ``AttrShape`` fields.
@@ -170,13 +170,23 @@ def insns_are(call: Call, want: tuple[Insn, ...]) -> bool:
     raw = buffer(call, "insns")
     if len(raw) != 8 * len(want):
         return False
-    for have, expected in zip(instructions(call), want, strict=True):
-        if expected[4] is None:
-            if have[:4] != expected[:4] or not 0 < have[4] < 1 << 31:
-                return False
-        elif have != expected:
+    image, fds = _program_image(want)
+    if not fds:
+        return raw == image  # every field of every instruction fixed: the bytes are it
+    for i in fds:  # an fd's imm: any 0 < fd < 1 << 31; the rest of the bytes as given
+        if not 0 < int.from_bytes(raw[8 * i + 4:8 * i + 8], "little", signed=True) < 1 << 31:
             return False
-    return True
+        raw = raw[:8 * i + 4] + image[8 * i + 4:8 * i + 8] + raw[8 * i + 8:]
+    return raw == image
+
+
+@cache
+def _program_image(want: tuple[Insn, ...]) -> tuple[bytes, tuple[int, ...]]:
+    """``want`` as the bytes it loads as (an fd's imm as 0) and which instructions hold
+    an fd: rules ask on every PROG_LOAD, so compared as bytes, not decoded per call."""
+    image = b"".join(_INSN.pack(code, (src << 4) | dst, off, imm or 0)
+                     for code, dst, src, off, imm in want)
+    return image, tuple(i for i, expected in enumerate(want) if expected[4] is None)
 
 
 def returns_zero() -> tuple[Insn, ...]:
@@ -308,4 +318,5 @@ def prog_load_shape(wrapper_sizes: Iterable[int], type_name: str | frozenset[int
 
 
 def prog_load_is(call: Call, shape: AttrShape, program: tuple[Insn, ...]) -> bool:
-    return shape.matches(call) and insns_are(call, program) and license_is_gpl(call)
+    # The instructions first: a byte comparison that rejects most loads at once.
+    return insns_are(call, program) and shape.matches(call) and license_is_gpl(call)

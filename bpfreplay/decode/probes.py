@@ -89,8 +89,15 @@ def _loads(call: Call, shape: calls.AttrShape, program: tuple[calls.Insn, ...]) 
 
 def _returns_zero_as(call: Call, *kinds: str, **fields: Any) -> bool:
     """``r0 = 0; exit`` through bpf_prog_load(), unnamed, of one of these types."""
-    kind = frozenset(calls.prog_type(k) for k in kinds)
-    return _loads(call, _shape("prog_load", kind, 2, **fields), calls.returns_zero())
+    return _loads(call, _shape("prog_load", _kinds(kinds), 2, **fields), _RETURNS_ZERO)
+
+
+@cache
+def _kinds(kinds: tuple[str, ...]) -> frozenset[int]:
+    return frozenset(calls.prog_type(k) for k in kinds)
+
+
+_RETURNS_ZERO = calls.returns_zero()
 
 
 def _memcg_probe(call: Call) -> bool:
@@ -109,8 +116,15 @@ def _cookie_shapes() -> tuple[calls.AttrShape, ...]:
 
 
 def _cookie_probe(call: Call) -> bool:
-    program = calls.calls_helper("get_attach_cookie")
-    return any(_loads(call, shape, program) for shape in _cookie_shapes())
+    program = _cookie_program()
+    # The instructions once, then each release's attr (asked on every PROG_LOAD).
+    return calls.insns_are(call, program) and any(
+        _loads(call, shape, program) for shape in _cookie_shapes())
+
+
+@cache
+def _cookie_program() -> tuple[calls.Insn, ...]:
+    return calls.calls_helper("get_attach_cookie")
 
 
 def _probe_read_kernel_shape(call: Call) -> bool:

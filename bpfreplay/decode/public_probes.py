@@ -48,9 +48,18 @@ _LOG_4K: dict[str, FieldValue] = {"log_level": 1, "log_size": 4096, "log_buf": P
 def _name_of(enum: str, number: int, prefix: str) -> str | None:
     """The enumerator's name without ``prefix``; of aliases, the one that is not
     ``*_DEPRECATED`` (BPF_MAP_TYPE_CGROUP_STORAGE, as libbpf and bpftool name it)."""
-    names = [name for name, v in enum_values(enum).items() if v == number]
-    names.sort(key=lambda name: name.endswith("_DEPRECATED"))
-    return names[0].removeprefix(prefix) if names else None
+    return _names_by_value(enum, prefix).get(number)
+
+
+@cache
+def _names_by_value(enum: str, prefix: str) -> dict[int, str]:
+    # Asked for every PROG_LOAD and MAP_CREATE: the enum inverted once, not scanned per
+    # call. The first name in enum order wins, a *_DEPRECATED one only when alone.
+    names: dict[int, str] = {}
+    for name, v in sorted(enum_values(enum).items(),
+                          key=lambda item: item[0].endswith("_DEPRECATED")):
+        names.setdefault(v, name.removeprefix(prefix))
+    return names
 
 
 @cache
