@@ -1089,6 +1089,36 @@ class NormalisedTrace:
     pid: int
     records: list[dict[str, Any]]  # the call records as read
     items: list[dict[str, Any]]  # the same calls normalised (probe calls carry "probe")
+    version: int = 2  # the trace format version it was written in
+
+
+def _captured_since_version_2(direction: str, key: str) -> bool:
+    """Payloads only recorders of format 2 keep: the strings a pointer array reaches
+    (kprobe_multi.syms.strings ...), a classic filter's program (setsockopt's
+    ``filter``) and the buffers an info struct's own pointers reach (``info.*``)."""
+    if direction == "in":
+        return key.endswith(STRINGS) or key == "filter"
+    return key.startswith("info.")
+
+
+def _without_newer_captures(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``items`` as a version-1 recorder would have captured them: a trace of the older
+    format is compared on what it holds, not faulted for what its recorder never kept."""
+    out = []
+    for item in items:
+        trimmed = None
+        for direction in ("in", "out"):
+            payloads = item.get(direction)
+            if payloads and any(_captured_since_version_2(direction, k) for k in payloads):
+                trimmed = trimmed or dict(item)
+                kept = {k: v for k, v in payloads.items()
+                        if not _captured_since_version_2(direction, k)}
+                if kept:
+                    trimmed[direction] = kept
+                else:
+                    del trimmed[direction]
+        out.append(trimmed or item)
+    return out
 
 
 def read_normalised(path: str) -> NormalisedTrace:
@@ -1097,11 +1127,13 @@ def read_normalised(path: str) -> NormalisedTrace:
     from bpfreplay.trace import read_trace
 
     with read_trace(path) as trace:
+        version = trace.header.get("version", 2)
         records = list(trace.records())
     try:
         pid = next((r["pid"] for r in records if r.get("type") == "process"), 0)
         calls = [r for r in records if r.get("type") == "call"]
-        return NormalisedTrace(path, pid, calls, normalise(calls, pid, self_exes(records)))
+        return NormalisedTrace(path, pid, calls, normalise(calls, pid, self_exes(records)),
+                               version)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError, struct.error) as e:
         raise TraceFormatError(f"comparing {path}: a record that is not a call as "
                                f"bpfreplay writes them ({type(e).__name__}: {e})") from e
@@ -1109,8 +1141,14 @@ def read_normalised(path: str) -> NormalisedTrace:
 
 def compare_loaded(reference: NormalisedTrace, ours: NormalisedTrace, *,
                    not_auto_attached: frozenset[str] = frozenset()) -> ParityReport:
-    """Compare two normalised traces (read_normalised)."""
-    return compare_calls(reference.items, ours.items, not_auto_attached=not_auto_attached)
+    """Compare two normalised traces (read_normalised). Against a trace of format 1, the
+    payloads only format 2 captures are left out of the other."""
+    reference_items, our_items = reference.items, ours.items
+    if reference.version < 2 <= ours.version:
+        our_items = _without_newer_captures(our_items)
+    elif ours.version < 2 <= reference.version:
+        reference_items = _without_newer_captures(reference_items)
+    return compare_calls(reference_items, our_items, not_auto_attached=not_auto_attached)
 
 
 def object_not_auto_attached(object_path: str | None) -> frozenset[str]:
