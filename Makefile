@@ -6,7 +6,7 @@ PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
 REF      := reference/libbpf-bootstrap
-DEB_PKGS := clang llvm llvm-22 libbpf-dev bpftool libelf-dev zlib1g-dev strace make gcc pkg-config systemtap-sdt-dev bsdextrautils clang-22
+DEB_PKGS := clang llvm llvm-22 libbpf-dev bpftool libelf-dev zlib1g-dev strace make gcc pkg-config systemtap-sdt-dev bsdextrautils clang-22 bpftrace
 
 .PHONY: setup system venv reference testprogs traces demo test lint bench clean parity test-kernels kernel-packages fuzz
 
