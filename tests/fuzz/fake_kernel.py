@@ -268,7 +268,8 @@ class FakeKernel:
             src = insns[i + 1] >> 4
             if src in (PSEUDO_MAP_FD, PSEUDO_MAP_VALUE):
                 fd = struct.unpack_from("<i", insns, i + 4)[0]
-                if not self._ours(fd, f"insns[{i // 8}] map fd"):
+                # a negative fd names nothing (the kernel answers EBADF)
+                if fd >= 0 and not self._ours(fd, f"insns[{i // 8}] map fd"):
                     return False
             elif src == PSEUDO_BTF_ID:
                 fd = struct.unpack_from("<i", insns, i + 12)[0]
