@@ -405,8 +405,6 @@ def _fd_text(value: int | str, what: str, explained: ExplainedCall, ctx: _Decode
 
 
 def _explain_bpf(explained: ExplainedCall, ctx: _DecodeContext, sections: bool) -> None:
-    from bpfreplay.decode.attrs import decode_common_attr
-
     record = explained.record
     cmd = record.get("cmd", 0)
     name = cmd_name(cmd) or str(cmd & ~BPF_COMMON_ATTRS)
@@ -428,6 +426,8 @@ def _explain_bpf(explained: ExplainedCall, ctx: _DecodeContext, sections: bool) 
         explained.fields.append(("note", note))
     common = ""
     if "common" in record:
+        from bpfreplay.decode.attrs import decode_common_attr
+
         common_attr = decode_common_attr(record["common"])
         common = f", {_format_fields(common_attr)}, {len(record['common'])}"
     answer = _attr_answer(cmd, name, decoded, record)
@@ -557,14 +557,26 @@ def _info_short(explained: ExplainedCall, ctx: _DecodeContext,
 
 def _array_items(name: str, data: bytes, inputs: dict[str, bytes]) -> list[str] | None:
     """The elements of a pointer array field (strings or numbers), None for other fields."""
-    from bpfreplay.decode.arrays import U64_ARRAYS, string_items, u64_items
-    from bpfreplay.uapi.pointers import STRING_ARRAYS, STRINGS
+    string_arrays, u64_arrays = _array_fields()
+    if name in string_arrays:
+        from bpfreplay.decode.arrays import string_items
+        from bpfreplay.uapi.pointers import STRINGS
 
-    if name in STRING_ARRAYS:
         return string_items(data, inputs.get(name + STRINGS))
-    if name in U64_ARRAYS:
+    if name in u64_arrays:
+        from bpfreplay.decode.arrays import u64_items
+
         return u64_items(data)
     return None
+
+
+@lru_cache(maxsize=1)
+def _array_fields() -> tuple[frozenset[str], frozenset[str]]:
+    # Asked for every pointer field of every call: the imports once, not per call.
+    from bpfreplay.decode.arrays import U64_ARRAYS
+    from bpfreplay.uapi.pointers import STRING_ARRAYS
+
+    return frozenset(STRING_ARRAYS), frozenset(U64_ARRAYS)
 
 
 def _short_payload(name: str, data: bytes, explained: ExplainedCall, ctx: _DecodeContext,

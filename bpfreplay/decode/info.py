@@ -32,6 +32,7 @@ from bpfreplay.decode.attr_fields import (
     decode_view,
     default_spec,
 )
+from bpfreplay.decode.fds import attr_field, command
 from bpfreplay.errors import DecodeError
 from bpfreplay.uapi.pointers import INFO_BUFFERS, INFO_STRUCTS, info_fields_of
 
@@ -277,8 +278,6 @@ def kind_of_creator(creator: dict | None) -> str:
     the recorder saw the fd to be); "" when unknown."""
     if creator is None:
         return ""
-    from bpfreplay.decode.fds import command
-
     kind = KIND_OF_COMMAND.get(command(creator) or "")
     if kind:
         return kind
@@ -298,8 +297,6 @@ class InfoNames:
         self._open: dict[tuple[int, int], tuple[int, str]] = {}  # (pid, fd) -> (index, kind)
 
     def see(self, record: dict) -> None:
-        from bpfreplay.decode.fds import attr_field, command
-
         syscall = record.get("syscall")
         pid = record.get("pid", 0)
         if syscall == "close":

@@ -130,10 +130,12 @@ def call_record_problem(record: Record) -> str | None:
     problem = _text_problem(record, "syscall", required=True)
     if problem:
         return problem
-    for key, bounds, nullable in (("index", _S64, False), ("pid", _PID, False),
-                                  ("tid", _PID, False), ("size", _U32, False),
-                                  ("ret", _S64, True), ("errno", _C_INT, True),
-                                  ("ts", _U64, False), ("dur", _U64, False)):
+    for key, bounds, nullable in _CALL_INTS:
+        # Every record is checked on each read: a well-formed value passes here without
+        # a call, _int_problem words what is wrong otherwise.
+        value = record.get(key)
+        if type(value) is int and bounds[0] <= value <= bounds[1]:
+            continue
         problem = _int_problem(record, key, bounds, nullable=nullable)
         if problem:
             return problem
@@ -150,28 +152,31 @@ def call_record_problem(record: Record) -> str | None:
         if not all(_is_int(a, _REG) for a in args):
             return "syscall arguments that are not 64-bit integers"
     for key in ("attr", "attr_out", "common"):
-        problem = _bytes_problem(record, key)
-        if problem:
-            return problem
+        if key in record:
+            problem = _bytes_problem(record, key)
+            if problem:
+                return problem
     for key in ("in", "out"):
-        problem = _buffers_problem(record, key, bytes)
-        if problem:
-            return problem
-    for problem in (_buffers_problem(record, "faults", str),
-                    _text_problem(record, "attr_fault"),
-                    _text_problem(record, "tracepoint"),
-                    _text_problem(record, "pmu"),
-                    _stack_problem(record),
-                    _scalar_map_problem(record, "object"),
-                    _scalar_map_problem(record, "replaced")):
-        if problem:
-            return problem
+        if key in record:
+            problem = _buffers_problem(record, key, bytes)
+            if problem:
+                return problem
+    # The optional keys in the same order, each checked only when present.
+    for key, check in _CALL_OPTIONAL:
+        if key in record:
+            problem = check(record)
+            if problem:
+                return problem
     return None
 
 
 # record --stack's frame keys and their types (docs/trace-format.md, "stack").
 _FRAME_INTS = ("pc", "offset", "symbol_offset")
 _FRAME_TEXTS = ("module", "symbol", "error")
+
+_CALL_INTS = (("index", _S64, False), ("pid", _PID, False), ("tid", _PID, False),
+              ("size", _U32, False), ("ret", _S64, True), ("errno", _C_INT, True),
+              ("ts", _U64, False), ("dur", _U64, False))
 
 
 def _stack_problem(record: Record) -> str | None:
@@ -271,3 +276,14 @@ def header_problem(header: Any) -> str | None:
     if problem:
         return problem
     return _int_problem(header, "attached_pid", _PID)
+
+
+_CALL_OPTIONAL: tuple[tuple[str, Any], ...] = (
+    ("faults", lambda record: _buffers_problem(record, "faults", str)),
+    ("attr_fault", lambda record: _text_problem(record, "attr_fault")),
+    ("tracepoint", lambda record: _text_problem(record, "tracepoint")),
+    ("pmu", lambda record: _text_problem(record, "pmu")),
+    ("stack", _stack_problem),
+    ("object", lambda record: _scalar_map_problem(record, "object")),
+    ("replaced", lambda record: _scalar_map_problem(record, "replaced")),
+)
