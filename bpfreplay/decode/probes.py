@@ -434,8 +434,21 @@ class ProbeRule:
         return named or self.probe
 
 
+class _Public:
+    """A rule's matcher that is its name: a public probe API call is the probe when
+    ``find`` names it (``_match_label`` asks ``find`` once for both)."""
+
+    __slots__ = ("find",)
+
+    def __init__(self, find: Callable[[Call], str | None]) -> None:
+        self.find = find
+
+    def __call__(self, ctx: Context, call: Call) -> bool:
+        return self.find(call) is not None
+
+
 def _public(find: Callable[[Call], str | None]) -> Callable[[Context, Call], bool]:
-    return lambda ctx, call: find(call) is not None
+    return _Public(find)
 
 
 def _map_probe_using(ctx: Context, call: Call) -> str | None:
@@ -698,6 +711,20 @@ for _rule in PROBE_RULES:
     _RULES_BY_CALL[_rule.call] = (*_RULES_BY_CALL.get(_rule.call, ()), _rule)
 
 
+def _match_label(ctx: Context | _StreamRules, call: Call) -> tuple[ProbeRule, str] | None:
+    """``_match_rule`` and that rule's label: a rule whose matcher is its name (the public
+    probe API's) names the call once, not once to match and again to label."""
+    for rule in _rules_for(call):
+        matches = rule.matches
+        if type(matches) is _Public and rule.name is matches.find:
+            named = matches.find(call)
+            if named is not None:
+                return rule, named  # ProbeRule.label: the name, when there is one
+        elif matches(ctx, call):  # type: ignore[arg-type]  # same questions answered
+            return rule, rule.label(ctx, call)  # type: ignore[arg-type]
+    return None
+
+
 def _match_rule(ctx: Context | _StreamRules, call: Call) -> ProbeRule | None:
     """The first rule of the table the call matches."""
     for rule in _rules_for(call):
@@ -857,9 +884,9 @@ def label_calls(calls: Iterable[Call]) -> list[CallLabel]:
     notes: dict[int, str] = {}
     loading = _LoadingProbes()
     for call in tracker.calls:
-        rule = _match_rule(ctx, call)
-        if rule is not None:
-            ctx.probes[call["index"]] = rule.label(ctx, call)
+        matched = _match_label(ctx, call)
+        if matched is not None:
+            rule, ctx.probes[call["index"]] = matched
             notes[call["index"]] = _outcome(call, rule)
             loading.matched(call, rule)
     # Follow-ups, twice: a map used only by a probe program may come before the close
@@ -1187,9 +1214,8 @@ class _FirstPass:
     def _rules(self, node: _Node) -> bool:
         """l0, unless a rule has to wait for an fd's close."""
         try:
-            rule = _match_rule(self.rules, node.record)  # type: ignore[arg-type]
-            label = rule.label(self.rules, node.record) \
-                if rule is not None else None  # type: ignore[arg-type]
+            matched = _match_label(self.rules, node.record)  # type: ignore[arg-type]
+            rule, label = matched if matched is not None else (None, None)
         except _Pending as pending:
             awaited = pending.node
             if node.awaiting is not awaited:
