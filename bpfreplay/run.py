@@ -8,10 +8,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shlex
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -97,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
     self_exe = _self_exe(args, reference)
     trace_path = args.save_trace
     if reference is not None and not trace_path:
+        import tempfile
+
         trace_path = os.path.join(tempfile.mkdtemp(prefix="bpfreplay-"), "python.mp")
     from bpfreplay.loader.spec import MapKind
     from bpfreplay.trace_pipe import (
@@ -336,6 +336,8 @@ def _reference(object_path: str, args: argparse.Namespace) -> _Reference | None:
     """The reference's trace: the file given, or the command (default: the program next
     to the object) recorded now. None when Ctrl-C interrupted the recording. Without
     --set, the global-data images the reference wrote come along."""
+    import shlex
+
     given: str = args.compare
     if given and os.path.isfile(given) and not os.access(given, os.X_OK):
         reference = _Reference(given, _trace_exit_code(given), program=_trace_program(given))
@@ -359,6 +361,9 @@ def _record_reference(argv: list[str], duration: float | None) -> tuple[str, int
     reference. Child processes are followed (a reference may be a script). Returns the
     trace and the exit status, or None if Ctrl-C (or SIGTERM) interrupted the recording:
     the recorder then stopped the reference the same way, and it is gone."""
+    import shlex
+    import tempfile
+
     from bpfreplay.record import Recorder, RecordOptions
 
     class ReferenceRecorder(Recorder):
@@ -424,6 +429,8 @@ def _compare_failed_open(path: str, args: argparse.Namespace, error: LoaderError
     reference = _reference(path, args)
     if reference is None:
         return 130
+    import tempfile
+
     from bpfreplay.recording.self_trace import SelfTracer
 
     ours = args.save_trace or os.path.join(tempfile.mkdtemp(prefix="bpfreplay-"),

@@ -48,10 +48,12 @@ def _programs(obj: Any, type_name: str, option: str, what: str) -> list[Any]:
 
 def attach_requested(obj: Any, args: argparse.Namespace) -> None:
     """Attach what the options ask for, in the order tc, xdp, socket, perf event."""
-    from bpfreplay.loader import attach_net
-
     options = {name: getattr(args, name, None) for name in
                ("tc", "xdp", "xdp_netlink", "xdp_mode", "socket", "perf_event")}
+    if not any(options.values()):
+        return  # (and attach_net, its socket and netlink imports, stay unloaded)
+    from bpfreplay.loader import attach_net
+
     args = argparse.Namespace(**options)
     if args.xdp_mode and not (args.xdp or args.xdp_netlink):
         raise LoaderError("--xdp-mode: give --xdp DEV or --xdp-netlink DEV")

@@ -16,7 +16,6 @@ import struct
 from bpfreplay import sys as bsys
 from bpfreplay.errors import LoaderError
 from bpfreplay.loader import bpfcalls
-from bpfreplay.loader.iterator import attach_iter
 from bpfreplay.loader.kernel import (
     PERF_EVENT_IOC_ENABLE,
     PERF_EVENT_IOC_SET_BPF,
@@ -223,6 +222,12 @@ def _kprobe_multi_attach(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
     return kprobe_multi.attach(obj, prog)
 
 
+def _attach_iter(obj: LoadedObject, prog: LoadedProgram) -> Link:
+    from bpfreplay.loader.iterator import attach_iter  # (only objects with iterators)
+
+    return attach_iter(obj, prog)
+
+
 def _unsupported(obj: LoadedObject, prog: LoadedProgram) -> Link | None:
     how = prog.spec.sec_def.attach if prog.spec.sec_def else None
     raise LoaderError(f"prog '{prog.spec.name}' ({prog.spec.section}): attaching '{how}' "
@@ -237,6 +242,6 @@ _ATTACHERS = {
     "ksyscall": _attach_kprobe,
     "kprobe_multi": lambda obj, prog: _kprobe_multi_attach(obj, prog),
     "uprobe": lambda obj, prog: _attach_uprobe(obj, prog),
-    "iter": attach_iter,
+    "iter": _attach_iter,
     "usdt": lambda obj, prog: _usdt_attach(obj, prog),
 }

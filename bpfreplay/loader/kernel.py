@@ -218,12 +218,15 @@ def open_object(spec: ObjectSpec, features: Features | None = None, *,
     initial contents, which the user may change before load (skeleton globals), and
     the pin path of each map pinned by name (the open option pin_root_path, None:
     /sys/fs/bpf)."""
-    from bpfreplay.loader.pinning import build_pin_path
-
     obj = LoadedObject(spec, features or Features())
     try:
         for m in spec.maps:
-            loaded = LoadedMap(m, flags=m.flags, pin_path=build_pin_path(m, pin_root_path))
+            pin_path = None
+            if m.pinning:  # (pinning.py is not imported for objects that pin nothing)
+                from bpfreplay.loader.pinning import build_pin_path
+
+                pin_path = build_pin_path(m, pin_root_path)
+            loaded = LoadedMap(m, flags=m.flags, pin_path=pin_path)
             if m.kind != MapKind.USER:
                 loaded.image_size = mmap_size(m)
                 loaded.image = bsys.mmap(-1, loaded.image_size,
@@ -543,12 +546,13 @@ def _relocate(obj: LoadedObject, kernel_btf: Any) -> dict[str, RelocatedProgram]
     candidates from vmlinux, and from module BTFs only where vmlinux has none), then per
     program map fds into ld_imm64 and subprograms appended; func/line info kept only if
     the kernel takes it (libbpf asks FEAT_BTF_FUNC here)."""
-    from bpfreplay.loader.core import apply_core_relocations
     from bpfreplay.loader.relocate import relocate_program
 
     fds = [m.fd for m in obj.maps]
     core_insns = {}
     if obj.spec.core_relos and obj.spec.btf_ext is not None:
+        from bpfreplay.loader.core import apply_core_relocations
+
         try:
             core_insns = apply_core_relocations(obj.spec, kernel_btf)
         except LoaderError as e:
