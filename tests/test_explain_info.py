@@ -253,11 +253,12 @@ def our_link():
         link = obj.links[0]
         if link.kind != "perf" or link.fd == link.perf_fd:
             pytest.skip("the program is attached without a BPF link on this kernel")
-        yield _fdinfo(link.fd, "link_id"), _fdinfo(obj.programs["count_writes"].fd, "prog_id")
+        yield _fdinfo(link.fd, "link_id"), _fdinfo(obj.programs["count_writes"].fd,
+                                                   "prog_id"), link.perf_fd
 
 
 def test_link_show_infos_equal_bpftool(our_link, tmp_path):
-    link_id, prog_id = our_link
+    link_id, prog_id, _ = our_link
     printed, calls = _record(tmp_path, "link", "show")
     infos, names = _infos(calls), _by_id_names(calls)
     mine = [link for link in printed if link["id"] == link_id]
@@ -411,3 +412,21 @@ def test_lookup_batch_elements_are_the_map_contents(crafted_runs):  # noqa: F811
     assert sections["keys"] == ["[0] 00 00 00 00", "[1] 01 00 00 00"]
     assert sections["values"] == ["[0] 00 00 00 00 00 00 00 00",
                                   "[1] 2a 00 00 00 00 00 00 00"]
+
+
+def test_task_fd_query_answer_equals_bpftool_perf_show(our_link, tmp_path):
+    """bpftool perf show asks BPF_TASK_FD_QUERY of every fd of every process: for our
+    perf event the answer (prog_id, fd_type written back, the tracepoint name in buf)
+    is on the one-line form as bpftool printed it."""
+    import os
+
+    _, prog_id, perf_fd = our_link
+    printed, calls = _record(tmp_path, "perf", "show")
+    (entry,) = [e for e in printed if e["pid"] == os.getpid() and e["fd"] == perf_fd]
+    (call,) = [c for c in calls if c.get("cmd") == "BPF_TASK_FD_QUERY" and c["ret"] == 0
+               and c["fields"]["pid"] == str(os.getpid()) and c["fields"]["fd"] == str(perf_fd)]
+    answer = dict(part.split("=", 1) for part in
+                  _ANSWER.search(call["text"]).group(1).split(", "))
+    assert entry["prog_id"] == prog_id == int(answer["prog_id"])
+    assert answer["fd_type"] == "BPF_FD_TYPE_" + entry["fd_type"].upper()
+    assert f'buf="{entry["tracepoint"]}"' in call["text"]

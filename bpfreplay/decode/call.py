@@ -591,7 +591,7 @@ def _short_payload(name: str, data: bytes, explained: ExplainedCall, ctx: _Decod
         if len(insns) <= _SHORT_INSNS:
             return "[" + "; ".join(format_insn(i).split(") ", 1)[-1] for i in insns) + "]"
         return f"[{len(data) // 8} insns]"
-    if name in ("license", "name", "pathname", "uprobe_multi.path"):
+    if name in ("license", "name", "pathname", "uprobe_multi.path", "buf", "stream_buf"):
         return c_string(data + b"\0")
     if name == "btf":
         btf = ctx.btf(explained.record)
@@ -663,7 +663,10 @@ def _payload_sections(explained: ExplainedCall, ctx: _DecodeContext, cmd: str,
         data = outputs.get(other, inputs.get(other, b""))
         title = other + (" (returned)" if other in outputs and other in inputs else "")
         items = _array_items(other, data, inputs) if other in inputs else None
-        if items is not None:
+        if other in ("buf", "stream_buf") and other in outputs:  # text the kernel wrote
+            lines = data.decode(errors="replace").rstrip("\n").splitlines() or ["(empty)"]
+            explained.sections.append(Section(other + " (returned)", lines))
+        elif items is not None:
             explained.sections.append(Section(f"{other} ({len(items)} elements)", [
                 f"[{i}] {item}" for i, item in enumerate(items)] or ["(empty)"]))
         elif not _followed_strings(other, inputs):
