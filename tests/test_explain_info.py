@@ -430,3 +430,34 @@ def test_task_fd_query_answer_equals_bpftool_perf_show(our_link, tmp_path):
     assert entry["prog_id"] == prog_id == int(answer["prog_id"])
     assert answer["fd_type"] == "BPF_FD_TYPE_" + entry["fd_type"].upper()
     assert f'buf="{entry["tracepoint"]}"' in call["text"]
+
+
+def test_compare_info_buffers_kept_by_one_side_only(tmp_path):
+    """A recording made before the recorder kept the info's own buffers (out.info.*)
+    is at parity with a new one of the same calls (the module-BTF walk references of
+    tests/data/module_btf); where both kept them, their bytes are compared."""
+    import copy
+
+    from bpfreplay.compare import compare_calls, normalise
+    from bpfreplay.trace import read_trace
+
+    require_kernel()
+    trace = tmp_path / "btf.mp"
+    subprocess.run([*BPFREPLAY, "record", "-o", str(trace), "--", require_tool("bpftool"),
+                    "btf", "show"], check=True, capture_output=True, timeout=120)
+    with read_trace(str(trace)) as t:
+        calls = list(t.calls())
+    pid = calls[0]["pid"]
+    kept = [c for c in calls if any(k.startswith("info.") for k in c.get("out", {}))]
+    assert any(c["out"].get("info.name") == b"vmlinux" for c in kept)
+    older = copy.deepcopy(calls)
+    for c in older:
+        c["out"] = {k: v for k, v in c.get("out", {}).items() if not k.startswith("info.")}
+    report = compare_calls(normalise(older, pid), normalise(calls, pid))
+    assert report.differences == []
+    renamed = copy.deepcopy(calls)
+    for c in renamed:
+        if c.get("out", {}).get("info.name") == b"vmlinux":
+            c["out"]["info.name"] = b"vmlinuX"
+    report = compare_calls(normalise(renamed, pid), normalise(calls, pid))
+    assert {d.path for d in report.differences} == {"out.info.name"}
