@@ -695,24 +695,6 @@ def _info_size_difference(reference: dict[str, Any], ours: dict[str, Any], direc
     return reference, ours, (notes[0], notes[1])
 
 
-def _without_unkept_info_buffers(reference: dict[str, Any], ours: dict[str, Any],
-                                 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """An OBJ_GET_INFO_BY_FD whose one side kept no buffer of the info's own pointers
-    (``out.info.*``: a recording made before the recorder copied them): the other
-    side's are left out too. Whether the pointers were set is still compared, in
-    ``info`` itself; the buffers' bytes are compared where both sides kept them."""
-    theirs, mine = reference.get("out"), ours.get("out")
-    if not isinstance(theirs, dict) or not isinstance(mine, dict):
-        return reference, ours
-    kept = [any(k.startswith("info.") for k in side) for side in (theirs, mine)]
-    if kept[0] == kept[1]:
-        return reference, ours
-    reference, ours = dict(reference), dict(ours)
-    reference["out"] = {k: v for k, v in theirs.items() if not k.startswith("info.")}
-    ours["out"] = {k: v for k, v in mine.items() if not k.startswith("info.")}
-    return reference, ours
-
-
 def diff_pair(reference: dict[str, Any], ours: dict[str, Any],
                ) -> list[tuple[str, str, Any, Any]]:
     """(kind, path, reference value, our value) for each way two paired calls differ."""
@@ -721,7 +703,6 @@ def diff_pair(reference: dict[str, Any], ours: dict[str, Any],
     if reference == ours:
         return []
     reference, ours, size = _size_difference(reference, ours)
-    reference, ours = _without_unkept_info_buffers(reference, ours)
     out: list[tuple[str, str, Any, Any]] = []
     if size is not None:
         out.append(("size", "size", size[0], size[1]))

@@ -433,12 +433,13 @@ def test_task_fd_query_answer_equals_bpftool_perf_show(our_link, tmp_path):
 
 
 def test_compare_info_buffers_kept_by_one_side_only(tmp_path):
-    """A recording made before the recorder kept the info's own buffers (out.info.*)
-    is at parity with a new one of the same calls (the module-BTF walk references of
-    tests/data/module_btf); where both kept them, their bytes are compared."""
+    """A recording of format 1 (its recorder kept none of the info's own buffers,
+    out.info.*: the module-BTF walk references of tests/data/module_btf) is at parity
+    with a new one of the same calls; between two of format 2 the buffers count, and
+    where both kept them their bytes are compared."""
     import copy
 
-    from bpfreplay.compare import compare_calls, normalise
+    from bpfreplay.compare import NormalisedTrace, compare_loaded, normalise
     from bpfreplay.trace import read_trace
 
     require_kernel()
@@ -450,14 +451,18 @@ def test_compare_info_buffers_kept_by_one_side_only(tmp_path):
     pid = calls[0]["pid"]
     kept = [c for c in calls if any(k.startswith("info.") for k in c.get("out", {}))]
     assert any(c["out"].get("info.name") == b"vmlinux" for c in kept)
+
+    def loaded(records: list, version: int) -> NormalisedTrace:
+        return NormalisedTrace("t.mp", pid, records, normalise(records, pid), version)
+
     older = copy.deepcopy(calls)
     for c in older:
         c["out"] = {k: v for k, v in c.get("out", {}).items() if not k.startswith("info.")}
-    report = compare_calls(normalise(older, pid), normalise(calls, pid))
-    assert report.differences == []
+    assert compare_loaded(loaded(older, 1), loaded(calls, 2)).differences == []
+    assert compare_loaded(loaded(older, 2), loaded(calls, 2)).differences != []
     renamed = copy.deepcopy(calls)
     for c in renamed:
         if c.get("out", {}).get("info.name") == b"vmlinux":
             c["out"]["info.name"] = b"vmlinuX"
-    report = compare_calls(normalise(renamed, pid), normalise(calls, pid))
+    report = compare_loaded(loaded(renamed, 2), loaded(calls, 2))
     assert {d.path for d in report.differences} == {"out.info.name"}
