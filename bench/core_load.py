@@ -26,12 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+import load_speed  # noqa: E402
 from record_overhead import replace_section  # noqa: E402
 
 OBJECT = ROOT / "tests" / "corpus" / "build" / "bootstrap.bpf.o"
 LOADER = ROOT / "bench" / "progs" / "build" / "object_load"
 RESULTS = ROOT / "bench" / "RESULTS.md"
-PHASES = ("open", "load", "attach", "close")
+PHASES = load_speed.PHASES
 
 
 def whole_process(argv: list[str], marker: str) -> tuple[float, float, float]:
@@ -60,21 +61,7 @@ def c_rounds(rounds: int) -> list[dict[str, float]]:
 
 
 def python_round() -> dict[str, float]:
-    from bpfreplay.loader.attach import attach_all
-    from bpfreplay.loader.kernel import load, open_object
-    from bpfreplay.loader.spec import load_spec
-
-    t0 = time.perf_counter()
-    spec = load_spec(OBJECT)
-    t1 = time.perf_counter()
-    obj = open_object(spec)
-    load(obj)
-    t2 = time.perf_counter()
-    attach_all(obj)
-    t3 = time.perf_counter()
-    obj.close()
-    t4 = time.perf_counter()
-    return dict(zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True))
+    return load_speed.python_round(OBJECT, skeleton=False, assignment=None)
 
 
 def main() -> int:

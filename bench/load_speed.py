@@ -33,17 +33,22 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 PHASES = ("open", "load", "attach", "destroy")
 
 
-def python_round() -> dict[str, float]:
+def python_round(path: Path = OBJECT, *, skeleton: bool = True,
+                 assignment: str | None = "my_pid=self") -> dict[str, float]:
+    """bpfreplay's loader in this process, timed phase by phase: open (load_spec, under
+    the skeleton's object name when ``skeleton``), load (open_object, the global
+    ``assignment``, load), attach, destroy."""
     from bpfreplay.loader.attach import attach_all
     from bpfreplay.loader.globals import set_global
     from bpfreplay.loader.kernel import load, open_object
     from bpfreplay.loader.spec import load_spec, skeleton_name
 
     t0 = time.perf_counter()
-    spec = load_spec(OBJECT, name=skeleton_name(OBJECT))
+    spec = load_spec(path, name=skeleton_name(path)) if skeleton else load_spec(path)
     t1 = time.perf_counter()
     obj = open_object(spec)
-    set_global(obj, "my_pid=self")
+    if assignment:
+        set_global(obj, assignment)
     load(obj)
     t2 = time.perf_counter()
     attach_all(obj)

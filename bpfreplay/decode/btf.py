@@ -160,17 +160,21 @@ class Btf:
 
     def by_name(self, name: str, kind: int | None = None) -> Type | None:
         """The first type called ``name`` (of ``kind`` if given)."""
+        for type_id in self._ids_named(name):
+            t = self.type(type_id)
+            if t is not None and (kind is None or t.kind == kind):
+                return t
+        return None
+
+    def _ids_named(self, name: str) -> list[int]:
+        """Ids (in order) of this BTF's own types called ``name``."""
         if self._by_name is None:
             index: dict[str, list[int]] = {}
             for t in self.types:
                 if t.name:
                     index.setdefault(t.name, []).append(t.id)
             self._by_name = index
-        for type_id in self._by_name.get(name, ()):
-            t = self.type(type_id)
-            if t is not None and (kind is None or t.kind == kind):
-                return t
-        return None
+        return self._by_name.get(name, [])
 
     def ids_by_essential_name(self, essential: str,
                               essential_len: Callable[[str], int]) -> list[int]:

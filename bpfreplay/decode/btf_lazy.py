@@ -114,13 +114,6 @@ class LazyBtf(Btf):
             self._decoded[type_id] = t
         return t
 
-    def by_name(self, name: str, kind: int | None = None) -> Type | None:
-        for type_id in self._ids_named(name):
-            t = self.type(type_id)
-            if t is not None and (kind is None or t.kind == kind):
-                return t
-        return None
-
     def ids_by_essential_name(self, essential: str,
                               essential_len: Callable[[str], int]) -> list[int]:
         """Types named ``essential`` or ``essential___flavour``: the exact string, and
