@@ -102,8 +102,16 @@ def main() -> int:
               f"x{py / c:5.2f}", flush=True)
     runs = max(3, args.rounds // 4)
     bpfreplay = [sys.executable, "-m", "bpfreplay.cli"]
-    c_exec, py_exec, startup = [], [], []
+    c_exec, py_exec, startup, bare, version = [], [], [], [], []
+    venv_python = ROOT / ".venv" / "bin" / "python"
     for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([str(venv_python), "-c", "pass"], check=True)
+        bare.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        subprocess.run([str(ROOT / ".venv" / "bin" / "bpfreplay"), "--version"], check=True,
+                       stdout=subprocess.DEVNULL)
+        version.append(time.perf_counter() - start)
         c_exec.append(until_attached([str(REF / "minimal"), "0"], "attached"))
         py_exec.append(until_attached([*bpfreplay, "run", str(OBJECT), "--set", "my_pid=self",
                                        "--duration", "0"], "running"))
@@ -113,6 +121,10 @@ def main() -> int:
     c, py, s = (statistics.median(x) for x in (c_exec, py_exec, startup))
     rows.append(("whole process: exec to attached", c, py))
     rows.append(("whole process: `bpfreplay run --help` (start-up alone)", 0.0, s))
+    b, v = statistics.median(bare), statistics.median(version)
+    rows.append(("`.venv/bin/bpfreplay --version` vs `.venv/bin/python -c pass`", b, v))
+    print(f"start-up: python -c pass {b * 1e3:.1f} ms, bpfreplay --version {v * 1e3:.1f} ms "
+          f"(x{v / b:.2f})")
     print(f"exec to attached: C minimal {c * 1e3:.1f} ms, bpfreplay run {py * 1e3:.1f} ms "
           f"(x{py / c:.2f}); bpfreplay start-up alone {s * 1e3:.1f} ms")
     if args.write:
