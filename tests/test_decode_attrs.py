@@ -209,6 +209,10 @@ def parse_strace(log: str) -> list[StraceCall]:
         if not m:
             continue
         name, args, ret = m.group(1), m.group(2), int(m.group(3), 0)
+        if name.startswith("syscall_"):
+            # uretprobe() (335, 6.11+) as strace 6.1 names it: the kernel's trampoline
+            # makes it whenever anyone has a uretprobe on a library the program runs
+            continue
         parser = StraceParser(args + ")")
         values = []
         while True:
