@@ -25,6 +25,13 @@ def main() -> int:
                 # (Python installs its KeyboardInterrupt handler unless SIGINT was ignored
                 # when it started, and then it stays ignored, as a shell's `cmd &` wants.)
                 signal.signal(signal.SIGINT, signal.default_int_handler)
+            if sys.argv[1:] == ["--version"]:
+                # What argparse's version action prints, without argparse (its import
+                # and the parser are most of what --version would cost).
+                from bpfreplay import __version__
+
+                print(f"bpfreplay {__version__}")
+                return 0
             delay = os.environ.get(_IMPORT_DELAY_ENV)
             if delay:
                 import time
