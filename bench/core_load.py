@@ -35,11 +35,14 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 PHASES = load_speed.PHASES
 
 
-def whole_process(argv: list[str], marker: str) -> tuple[float, float, float]:
-    """(seconds until ``marker`` on stderr, seconds until exit, peak RSS in MiB)."""
+def whole_process(argv: list[str], marker: str, cache: str | None = None,
+                  ) -> tuple[float, float, float]:
+    """(seconds until ``marker`` on stderr, seconds until exit, peak RSS in MiB);
+    ``cache``: BPFREPLAY_CACHE for the process ("" turns the BTF index cache off)."""
+    env = dict(os.environ) if cache is None else dict(os.environ, BPFREPLAY_CACHE=cache)
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, env=env)
     assert proc.stderr is not None
     marked = None
     for line in proc.stderr:
@@ -74,10 +77,16 @@ def main() -> int:
         subprocess.run(["make", "-s", "-C", str(ROOT / "tests" / "corpus")], check=True)
     bpfreplay = [sys.executable, "-m", "bpfreplay.cli", "run", str(OBJECT), "--duration",
                  "0"]
-    c_whole, py_whole = [], []
+    import tempfile
+
+    warm_cache = tempfile.mkdtemp(prefix="bpfreplay-bench-cache-")
+    whole_process(bpfreplay, "running", warm_cache)  # fills it
+    c_whole, py_whole, py_warm = [], [], []
     for _ in range(args.rounds):
         c_whole.append(whole_process([str(LOADER), str(OBJECT)], "attached"))
-        py_whole.append(whole_process(bpfreplay, "running"))
+        py_whole.append(whole_process(bpfreplay, "running", ""))
+        py_warm.append(whole_process(bpfreplay, "running", warm_cache))
+    os.environ["BPFREPLAY_CACHE"] = ""  # in-process: the index built each round
     python_round()  # warm the imports: in-process compares loading, not start-up
     c_in, py_in = [], []
     for _ in range(args.rounds):
@@ -85,15 +94,16 @@ def main() -> int:
         py_in.append(python_round())
 
     rows = []
-    for index, what in ((0, "exec to attached"), (1, "exec to exit (teardown included)")):
-        c = statistics.median(r[index] for r in c_whole)
-        py = statistics.median(r[index] for r in py_whole)
-        rows.append((f"whole process: {what}", f"{c * 1e3:.1f} ms", f"{py * 1e3:.1f} ms",
-                     py / c))
-    c_rss = statistics.median(r[2] for r in c_whole)
-    py_rss = statistics.median(r[2] for r in py_whole)
-    rows.append(("whole process: peak RSS", f"{c_rss:.1f} MiB", f"{py_rss:.1f} MiB",
-                 py_rss / c_rss))
+    for runs, cache_name in ((py_whole, "no cache"), (py_warm, "warm BTF index cache")):
+        for index, what in ((0, "exec to attached"), (1, "exec to exit (teardown included)")):
+            c = statistics.median(r[index] for r in c_whole)
+            py = statistics.median(r[index] for r in runs)
+            rows.append((f"whole process, {cache_name}: {what}", f"{c * 1e3:.1f} ms",
+                         f"{py * 1e3:.1f} ms", py / c))
+        c_rss = statistics.median(r[2] for r in c_whole)
+        py_rss = statistics.median(r[2] for r in runs)
+        rows.append((f"whole process, {cache_name}: peak RSS", f"{c_rss:.1f} MiB",
+                     f"{py_rss:.1f} MiB", py_rss / c_rss))
     for phase in (*PHASES, "open+load+attach"):
         def value(r: dict[str, float], p: str = phase) -> float:
             return sum(r[x] for x in PHASES[:3]) if p == "open+load+attach" else r[p]
@@ -102,7 +112,7 @@ def main() -> int:
         rows.append((f"in-process: {phase}", f"{c * 1e3:.2f} ms", f"{py * 1e3:.2f} ms",
                      py / c))
     for what, c_text, py_text, ratio in rows:
-        print(f"{what:>42}: libbpf {c_text:>10}  bpfreplay {py_text:>10}  x{ratio:5.2f}",
+        print(f"{what:>62}: libbpf {c_text:>10}  bpfreplay {py_text:>10}  x{ratio:5.2f}",
               flush=True)
     if args.write:
         lines = [
