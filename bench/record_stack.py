@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,15 +26,8 @@ MINIMAL = ROOT / "reference" / "libbpf-bootstrap" / "minimal"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 RECORD = [sys.executable, "-m", "bpfreplay.cli", "record", "-q"]
 SECTION = "## Record --stack"
-
-
-def timed(argv: list[str], runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+sys.path.insert(0, str(ROOT / "bench"))
+from record_overhead import timed  # noqa: E402  (one timing helper for the record benches)
 
 
 def main() -> int:
