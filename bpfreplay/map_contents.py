@@ -79,8 +79,9 @@ class BtfCache:
             return None
         if info.vmlinux_value:
             if self.vmlinux is None:
-                with open("/sys/kernel/btf/vmlinux", "rb") as f:
-                    self.vmlinux = parse_btf(f.read())
+                from bpfreplay.loader.kernel import LoadOptions, _vmlinux_btf
+
+                self.vmlinux = _vmlinux_btf(LoadOptions())  # lazy: decoded as reached
             return self.vmlinux
         if layout.btf_id not in self.by_id:
             self.by_id[layout.btf_id] = _kernel_btf(layout.btf_id)
