@@ -327,6 +327,25 @@ def test_open_matches_libbpf(name, object_name, loader_objects, minimal_obj):
     compare_with_libbpf_open(load_spec(path, name=object_name), ref)
 
 
+@pytest.mark.parametrize("name", [*OBJECTS, "minimal"])
+def test_parsed_btf_is_the_btf_given_to_the_kernel(name, tmp_path, loader_objects,
+                                                   minimal_obj):
+    """spec.btf is the first parse with the types the fixups wrote (or added: ksyms)
+    decoded again: it must read as bpftool reads the fixed-up bytes, type by type."""
+    from bpfreplay.decode.btf import dump_btf
+
+    path = minimal_obj if name == "minimal" else _obj(loader_objects, name)
+    spec = load_spec(path)
+    if spec.btf_bytes is None:
+        assert spec.btf is None
+        return
+    blob = tmp_path / "btf.raw"
+    blob.write_bytes(spec.btf_bytes)
+    theirs = subprocess.run([require_tool("bpftool"), "btf", "dump", "file", str(blob)],
+                            check=True, capture_output=True, text=True).stdout.splitlines()
+    assert list(dump_btf(spec.btf)) == theirs
+
+
 def test_spec_from_bytes_is_the_same(loader_objects):
     path = _obj(loader_objects, "globals")
     a, b = load_spec(path), load_spec(path.read_bytes(), name="globals")

@@ -68,9 +68,13 @@ class Header:
     extra: bytes = b""  # header bytes past the fields above (newer kernels' additions)
 
 
-@dataclass(frozen=True, slots=True)
+# Member, Enumerator and SecInfo are read-only by convention, like Type: a full parse
+# builds one per struct member (~2 per type of an object's BTF, ~70,000 in vmlinux's),
+# and a frozen dataclass's __init__ (object.__setattr__ per field) costs 3 times a
+# plain one's. unsafe_hash keeps them hashable, as frozen ones were.
+@dataclass(slots=True, unsafe_hash=True)
 class Member:
-    """A struct/union member, a function parameter (offset 0), or an enumerator."""
+    """A struct/union member or a function parameter (offset 0)."""
 
     name: str
     type: int
@@ -78,13 +82,13 @@ class Member:
     bitfield_size: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Enumerator:
     name: str
     value: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SecInfo:
     type: int
     offset: int
@@ -194,8 +198,8 @@ class Btf:
             base_len = self.base.header.str_len
             if offset < base_len:
                 return self.base.string_at(offset)
-            return _string_at(self.strings, offset - base_len)
-        return _string_at(self.strings, offset)
+            return string_in(self.strings, offset - base_len)
+        return string_in(self.strings, offset)
 
     def skip_modifiers(self, type_id: int) -> Type | None:
         """Follow typedefs and qualifiers to the type they stand for."""
@@ -225,7 +229,8 @@ class Btf:
         raise DecodeError(f"BTF type {type_id}: chain of types too long")
 
 
-def _string_at(strings: bytes, offset: int) -> str:
+def string_in(strings: bytes, offset: int) -> str:
+    """The NUL-terminated string at ``offset`` of a BTF string section."""
     if offset >= len(strings):
         raise DecodeError(f"BTF string offset {offset} is past the string section "
                           f"({len(strings)} bytes)")
@@ -237,6 +242,9 @@ def _string_at(strings: bytes, offset: int) -> str:
 
 _HEADER = struct.Struct("<HBBIIIII")
 _TYPE = struct.Struct("<III")
+_TYPE_UNPACK = _TYPE.unpack_from
+_PAIR = struct.Struct("<II")
+_SIGNED_PAIR = struct.Struct("<Ii")
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 
@@ -283,7 +291,7 @@ def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int,
     kernel's btf_str_by_offset())."""
     types: list[Type] = []
     append = types.append
-    names: dict[int, str] = {0: ""}
+    names: dict[int, str] = {0: ""} if base is not None else strings_by_offset(strings)
     base_len = base.header.str_len if base is not None else 0
 
     def name_of(offset: int) -> str:
@@ -292,7 +300,7 @@ def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int,
             if base is not None and offset < base_len:
                 hit = base.string_at(offset)
             else:
-                hit = _string_at(strings, offset - base_len)
+                hit = string_in(strings, offset - base_len)
             names[offset] = hit
         return hit
 
@@ -303,13 +311,27 @@ def _parse_types(blob: bytes, pos: int, end: int, strings: bytes, next_id: int,
     return types
 
 
+def strings_by_offset(strings: bytes) -> dict[int, str]:
+    """Every string of a string section by its offset, decoded in one go: a full parse
+    names nearly all of them, and one split costs less than a search per name. (A name
+    offset into the middle of a string is legal BTF; name_of() decodes those itself.)"""
+    names: dict[int, str] = {}
+    at = 0
+    for raw in strings.split(b"\0"):
+        names[at] = raw.decode("utf-8", errors="replace")
+        at += len(raw) + 1
+    names.pop(len(strings), None)  # the split's empty tail past the last NUL
+    names[0] = ""
+    return names
+
+
 def decode_type(blob: bytes, pos: int, end: int, type_id: int,
                 name_of: Callable[[int], str]) -> tuple[Type, int]:
     """The type record at ``pos`` (a struct btf_type and what follows it), and where the
     next one starts."""
     if pos + 12 > end:
         raise DecodeError(f"BTF type {type_id} is truncated")
-    name_off, info, size_or_type = _TYPE.unpack_from(blob, pos)
+    name_off, info, size_or_type = _TYPE_UNPACK(blob, pos)
     pos += 12
     kind = (info >> 24) & 0x1F
     vlen = info & 0xFFFF
@@ -321,25 +343,37 @@ def decode_type(blob: bytes, pos: int, end: int, type_id: int,
     length = extra[0] + extra[1] * vlen
     if pos + length > end:
         raise DecodeError(f"BTF type {type_id} ({Kind(kind).name} '{name}') is truncated")
-    size, ref = (size_or_type, 0) if kind in _SIZED_INTS else (0, size_or_type)
-    t = Type(type_id, kind, name, name_off, vlen, kind_flag, size, ref)
-    if kind == 1:  # INT
+    if kind in _SIZED_INTS:
+        t = Type(type_id, kind, name, name_off, vlen, kind_flag, size_or_type)
+    else:
+        t = Type(type_id, kind, name, name_off, vlen, kind_flag, 0, size_or_type)
+    if kind == 4 or kind == 5:  # STRUCT, UNION
+        if vlen:
+            words = _TYPE.iter_unpack(blob[pos:pos + length])
+            if kind_flag:
+                t.members = tuple([Member(name_of(n), ty, off & 0xFFFFFF, off >> 24)
+                                   for n, ty, off in words])
+            else:
+                t.members = tuple([Member(name_of(n), ty, off) for n, ty, off in words])
+    elif kind == 1:  # INT
         (word,) = _U32.unpack_from(blob, pos)
         t.encoding, t.bits_offset, t.nr_bits = (word >> 24) & 0x0F, (word >> 16) & 0xFF, \
             word & 0xFF
+    elif kind == 13:  # FUNC_PROTO
+        if vlen:
+            t.members = tuple([Member(name_of(n), ty)
+                               for n, ty in _PAIR.iter_unpack(blob[pos:pos + length])])
     elif kind == 3:  # ARRAY
-        t.elem_type, t.index_type, t.nelems = _TYPE.unpack_from(blob, pos)
-    elif kind in (4, 5):  # STRUCT, UNION
-        entries = blob[pos:pos + length]
-        if kind_flag:
-            t.members = tuple(Member(name_of(n), ty, off & 0xFFFFFF, off >> 24)
-                              for n, ty, off in _TYPE.iter_unpack(entries))
-        else:
-            t.members = tuple(Member(name_of(n), ty, off, 0)
-                              for n, ty, off in _TYPE.iter_unpack(entries))
+        t.elem_type, t.index_type, t.nelems = _TYPE_UNPACK(blob, pos)
+    elif kind == 12:  # FUNC
+        t.linkage = vlen
+    elif kind == 14:  # VAR
+        (t.linkage,) = _U32.unpack_from(blob, pos)
     elif kind == 6:  # ENUM
-        t.enumerators = tuple(Enumerator(name_of(n), v) for n, v in struct.iter_unpack(
-            "<Ii" if kind_flag else "<II", blob[pos:pos + length]))
+        t.enumerators = tuple([Enumerator(name_of(n), v) for n, v in (
+            _SIGNED_PAIR if kind_flag else _PAIR).iter_unpack(blob[pos:pos + length])])
+    elif kind == 15:  # DATASEC
+        t.secinfos = tuple([SecInfo(*v) for v in _TYPE.iter_unpack(blob[pos:pos + length])])
     elif kind == 19:  # ENUM64
         values = []
         for n, lo, hi in _TYPE.iter_unpack(blob[pos:pos + length]):
@@ -348,15 +382,6 @@ def decode_type(blob: bytes, pos: int, end: int, type_id: int,
                 value -= 1 << 64
             values.append(Enumerator(name_of(n), value))
         t.enumerators = tuple(values)
-    elif kind == 13:  # FUNC_PROTO
-        t.members = tuple(Member(name_of(n), ty)
-                          for n, ty in struct.iter_unpack("<II", blob[pos:pos + length]))
-    elif kind == 14:  # VAR
-        (t.linkage,) = _U32.unpack_from(blob, pos)
-    elif kind == 12:  # FUNC
-        t.linkage = vlen
-    elif kind == 15:  # DATASEC
-        t.secinfos = tuple(SecInfo(*v) for v in _TYPE.iter_unpack(blob[pos:pos + length]))
     elif kind == 17:  # DECL_TAG
         (t.component_idx,) = _I32.unpack_from(blob, pos)
     return t, pos + length

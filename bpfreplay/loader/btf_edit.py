@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 
 from bpfreplay.decode.btf import KIND_RECORD_SIZES as _EXTRA
-from bpfreplay.decode.btf import Kind, parse_header
+from bpfreplay.decode.btf import Btf, Kind, decode_type, parse_btf, parse_header, string_in
 from bpfreplay.errors import DecodeError, LoaderError
 
 
@@ -49,6 +49,8 @@ class BtfEditor:
             pos += 12 + extra[0] + extra[1] * (info & 0xFFFF)
         self._added_types = bytearray()
         self._added_strings = bytearray()
+        self._edited: set[int] = set()  # ids of the types whose record was written
+        self._strings_edited = False
 
     # ---------------------------------------------------------------- reading
 
@@ -104,10 +106,12 @@ class BtfEditor:
 
     def set_secinfos(self, type_id: int, entries: list[tuple[int, int, int]]) -> None:
         base = self._offsets[type_id] + 12
+        self._edited.add(type_id)
         for i, entry in enumerate(entries):
             struct.pack_into("<III", self._blob, base + 12 * i, *entry)
 
     def set_param_name_off(self, type_id: int, index: int, name_off: int) -> None:
+        self._edited.add(type_id)
         struct.pack_into("<I", self._blob, self._offsets[type_id] + 12 + 8 * index, name_off)
 
     def params(self, type_id: int) -> list[tuple[int, int]]:
@@ -131,6 +135,7 @@ class BtfEditor:
         if offset + len(raw) > self._strings_len:
             raise LoaderError(f"BTF string at {offset} cannot be edited in place")
         self._blob[start:start + len(raw)] = raw
+        self._strings_edited = True
 
     def add_int(self, name: str, size: int, encoding: int) -> int:
         """Append an INT (libbpf's btf__add_int); returns its id."""
@@ -157,6 +162,40 @@ class BtfEditor:
         header = bytearray(self._blob[:self.hdr_len])
         struct.pack_into("<IIII", header, 8, 0, len(types), len(types), len(strings))
         return bytes(header + types + strings)
+
+    def parsed(self, original: Btf) -> Btf:
+        """What ``parse_btf(self.raw())`` gives, made from ``original`` (the parse of the
+        blob this editor was made from) by decoding again only the types written or
+        added since: the fixups touch a handful of DATASECs, VARs and FUNCs, and a
+        second full parse of an object's BTF costs as much as the first. DecodeError as
+        parse_btf() raises it. (An edited string may name any type: then all of them.)"""
+        raw = self.raw()
+        if self._strings_edited:
+            return parse_btf(raw)
+        header = original.header
+        strings = original.strings
+        if self._added_types or self._added_strings:
+            header = parse_header(raw)
+            start = header.hdr_len + header.str_off
+            strings = raw[start:start + header.str_len]
+        types_start = header.hdr_len + header.type_off
+        types_end = types_start + header.type_len
+        types = list(original.types)
+
+        def name_of(offset: int) -> str:  # as parse_btf() names: offset 0 is always ""
+            return string_in(strings, offset) if offset else ""
+
+        added = range(len(types) + 1, self.type_count)
+        for type_id in sorted(self._edited.union(added)):
+            pos = self._offsets[type_id]
+            pos = types_start + (pos - self._types_start if pos >= 0 else
+                                 self._types_end - self._types_start - 1 - pos)
+            t, _ = decode_type(raw, pos, types_end, type_id, name_of)
+            if type_id <= len(types):
+                types[type_id - 1] = t
+            else:
+                types.append(t)
+        return Btf(header, types, strings)
 
     # ---------------------------------------------------------------- internals
 
@@ -187,4 +226,5 @@ class BtfEditor:
 
     def _put(self, type_id: int, field_offset: int, value: int) -> None:
         buf, pos = self._where(type_id, field_offset)
+        self._edited.add(type_id)
         struct.pack_into("<I", buf, pos, value & 0xFFFFFFFF)

@@ -282,11 +282,12 @@ def _find_var_symbol(elf: ElfObject, name: str) -> Symbol | None:
 
 
 def _reparse(obj: _Object) -> Btf | None:
-    if obj.editor is None:
+    """The BTF after the fixups: the first parse with the edited types decoded again."""
+    if obj.editor is None or obj.btf is None:
         return None
     obj.parsed_raw = obj.editor.raw()
     try:
-        return parse_btf(obj.parsed_raw)
+        return obj.editor.parsed(obj.btf)
     except DecodeError as e:
         raise LoaderError(f"BTF of {obj.path} after libbpf's fixups does not parse: {e}") \
             from e
@@ -592,8 +593,8 @@ def _finish(obj: _Object, programs: list[_Program], parsed: Btf | None) -> Objec
                     editor.set_info(t.id, Kind.FUNC, 0)
                     break
     btf_bytes = editor.raw() if editor is not None else None
-    if btf_bytes is not None and (parsed is None or btf_bytes != obj.parsed_raw):
-        parsed = parse_btf(btf_bytes)  # hidden subprograms were made static since
+    if editor is not None and btf is not None and btf_bytes != obj.parsed_raw:
+        parsed = editor.parsed(btf)  # hidden subprograms were made static since
     final_btf = parsed if btf_bytes is not None else None
     return ObjectSpec(name=obj.name, path=obj.path, license=obj.license,
                       kern_version=obj.kern_version, btf=final_btf, btf_bytes=btf_bytes,
