@@ -39,7 +39,10 @@ _MACHINES = {3: "x86 (i386)", 62: "x86-64", 40: "ARM", 183: "AArch64", 243: "RIS
              8: "MIPS", 21: "PowerPC64", 22: "s390"}
 
 
-@dataclass(frozen=True, slots=True)
+# Section, Symbol and Relocation are read-only by convention: a frozen dataclass's
+# __init__ (object.__setattr__ per field) costs 3 times a plain one's, and every open
+# makes one per section and per symbol. unsafe_hash keeps them hashable.
+@dataclass(slots=True, unsafe_hash=True)
 class Section:
     index: int
     name: str
@@ -49,14 +52,28 @@ class Section:
     link: int
     info: int
     entsize: int
-    data: bytes = field(repr=False)  # b"" for SHT_NOBITS (size still says how big)
+    offset: int  # sh_offset: where the section's bytes start in the file
+    _file: bytes = field(repr=False, compare=False)
+    _data: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def data(self) -> bytes:
+        """The section's bytes (b"" for SHT_NOBITS: its size still says how big), cut
+        from the file when first asked for: most sections of an object (DWARF) never
+        are."""
+        data = self._data
+        if data is None:
+            data = b"" if self.type == SHT_NOBITS else \
+                self._file[self.offset:self.offset + self.size]
+            self._data = data
+        return data
 
     @property
     def executable(self) -> bool:
         return bool(self.flags & SHF_EXECINSTR)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Symbol:
     index: int
     name: str
@@ -69,7 +86,7 @@ class Symbol:
     shndx: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Relocation:
     """One Elf64_Rel entry (BPF objects only use REL, never RELA)."""
 
@@ -112,12 +129,10 @@ def read_elf(data: bytes, path: str) -> ElfObject:
     if names[0] == SHT_NOBITS:
         raise LoaderError(f"elf: failed to get section names strings from {path}")
     name_table = data[names[2]:names[2] + names[3]]
-    sections = []
-    for index, (sh_type, sh_name, sh_offset, sh_size, sh_flags, sh_link, sh_info,
-                sh_entsize) in enumerate(headers):
-        body = b"" if sh_type == SHT_NOBITS else data[sh_offset:sh_offset + sh_size]
-        sections.append(Section(index, _cstr(name_table, sh_name), sh_type, sh_flags, sh_size,
-                                sh_link, sh_info, sh_entsize, body))
+    sections = [Section(index, _cstr(name_table, sh_name), sh_type, sh_flags, sh_size,
+                        sh_link, sh_info, sh_entsize, sh_offset, data)
+                for index, (sh_type, sh_name, sh_offset, sh_size, sh_flags, sh_link, sh_info,
+                            sh_entsize) in enumerate(headers)]
 
     symtabs = [s for s in sections if s.type == SHT_SYMTAB]
     if len(symtabs) > 1:
@@ -130,12 +145,15 @@ def read_elf(data: bytes, path: str) -> ElfObject:
     if not 0 < symtab.link < len(sections):
         raise LoaderError(f"elf: symbol strings section missing or invalid in {path}")
     strtab = sections[symtab.link].data
-    symbols = []
-    for i, (name_off, info, other, shndx, value, size) in enumerate(
-            struct.iter_unpack("<IBBHQQ", symtab.data[: len(symtab.data) // 24 * 24])):
-        symbols.append(Symbol(i, _cstr(strtab, name_off), name_off, value, size, info >> 4,
-                              info & 0xF, other & 0x3, shndx))
+    symbols = [Symbol(i, _cstr(strtab, name_off), name_off, value, size, info >> 4, info & 0xF,
+                      other & 0x3, shndx)
+               for i, (name_off, info, other, shndx, value, size) in enumerate(
+                   _SYMBOL.iter_unpack(symtab.data[: len(symtab.data) // 24 * 24]))]
     return ElfObject(sections, symbols, symtab.index, path)
+
+
+_SECTION_HEADER = struct.Struct("<IIQQQQIIQQ")  # Elf64_Shdr
+_SYMBOL = struct.Struct("<IBBHQQ")  # Elf64_Sym
 
 
 def _check_header(data: bytes, path: str) -> tuple[list[tuple[int, ...]], int]:
@@ -174,9 +192,9 @@ def _check_header(data: bytes, path: str) -> tuple[list[tuple[int, ...]], int]:
     if e_shstrndx >= e_shnum:
         raise LoaderError(f"elf: failed to get section names section index for {path}")
     headers = []
-    for i in range(e_shnum):
-        sh_name, sh_type, sh_flags, _addr, sh_offset, sh_size, sh_link, sh_info, _align, \
-            sh_entsize = struct.unpack_from("<IIQQQQIIQQ", data, e_shoff + i * 64)
+    table = data[e_shoff:e_shoff + e_shnum * 64]
+    for i, (sh_name, sh_type, sh_flags, _addr, sh_offset, sh_size, sh_link, sh_info, _align,
+            sh_entsize) in enumerate(_SECTION_HEADER.iter_unpack(table)):
         if sh_type != SHT_NOBITS and sh_offset + sh_size > len(data):
             raise LoaderError(f"elf: {path} is truncated: section #{i} ends at byte "
                               f"{sh_offset + sh_size} of a {len(data)}-byte file")
