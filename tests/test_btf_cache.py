@@ -4,10 +4,12 @@ file is a miss (rebuilt, never trusted); the files are private."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -96,13 +98,11 @@ def test_a_damaged_cache_file_is_a_miss(blob, cache, bpftool_lines, damage):
     elif damage == "empty":
         raw = bytearray()
     else:
-        # a well-formed entry (digests right) whose arrays describe other bytes
-        import hashlib
-
+        # a well-formed entry (checksum right) whose arrays describe other bytes
         payload = bytearray(raw[btf_cache._HEADER.size:])
         payload[4:8] = (12345).to_bytes(4, "little")  # type 2 starts elsewhere
         fields = list(btf_cache._HEADER.unpack_from(raw))
-        fields[-1] = hashlib.blake2b(bytes(payload), digest_size=32).digest()
+        fields[-1] = zlib.crc32(payload)
         raw = bytearray(btf_cache._HEADER.pack(*fields)) + payload
     entry.write_bytes(bytes(raw))
     btf = btf_cache.load_vmlinux_index(blob)
@@ -140,3 +140,55 @@ def test_an_empty_setting_turns_the_cache_off(blob, tmp_path, monkeypatch):
     assert btf_cache.load_vmlinux_index(blob)._pairs is None
     assert btf_cache.load_vmlinux_index(blob)._pairs is None
     assert list(tmp_path.iterdir()) == []
+
+
+def _boot_id() -> bytes:
+    return Path("/proc/sys/kernel/random/boot_id").read_bytes().strip()
+
+
+def test_the_running_kernel_is_hashed_once_a_boot(blob, cache, bpftool_lines):
+    """The note of this boot gives the blob's digest (checked here against hashlib) and
+    names the entry a warm load reads."""
+    btf_cache.load_vmlinux_index(blob, running_kernel=True)
+    note = cache / f"vmlinux-{len(blob)}.boot"
+    assert stat.S_IMODE(os.stat(note).st_mode) == 0o600
+    magic, boot, size, digest = btf_cache._NOTE.unpack(note.read_bytes())
+    assert (boot, size) == (_boot_id(), len(blob))
+    assert digest == hashlib.blake2b(blob, digest_size=32).digest()
+    warm = btf_cache.load_vmlinux_index(blob, running_kernel=True)
+    assert warm._pairs is not None
+    _answers(warm, bpftool_lines)
+
+
+@pytest.mark.parametrize("damage", ["other-boot", "truncate", "symlink"])
+def test_a_note_not_of_this_boot_is_not_believed(blob, cache, tmp_path, damage):
+    """A note of another boot naming a wrong digest (the kernel may have changed since),
+    a damaged note or one behind a symlink: the blob is hashed, the right entry found,
+    and the note written again for this boot."""
+    btf_cache.load_vmlinux_index(blob, running_kernel=True)
+    note = cache / f"vmlinux-{len(blob)}.boot"
+    fields = list(btf_cache._NOTE.unpack(note.read_bytes()))
+    fields[3] = bytes(32)  # a digest no entry has
+    if damage == "other-boot":
+        fields[1] = b"00000000-0000-0000-0000-000000000000"
+        note.write_bytes(btf_cache._NOTE.pack(*fields))
+    elif damage == "truncate":
+        note.write_bytes(btf_cache._NOTE.pack(*fields)[:-1])
+    else:
+        target = tmp_path / "elsewhere"
+        target.write_bytes(btf_cache._NOTE.pack(*fields))
+        note.unlink()
+        note.symlink_to(target)
+    assert btf_cache.load_vmlinux_index(blob, running_kernel=True)._pairs is not None
+    assert not note.is_symlink()  # replaced, not written through
+    assert btf_cache._NOTE.unpack(note.read_bytes())[1:] == (
+        _boot_id(), len(blob), hashlib.blake2b(blob, digest_size=32).digest())
+    if damage == "symlink":
+        assert (tmp_path / "elsewhere").read_bytes() == btf_cache._NOTE.pack(*fields)
+
+
+def test_another_file_is_hashed_every_time(blob, cache):
+    """Only the running kernel's sysfs blob is noted: bytes from elsewhere (an override
+    path) leave no note and are checked by their digest."""
+    btf_cache.load_vmlinux_index(blob)
+    assert not list(cache.glob("*.boot"))

@@ -43,11 +43,12 @@ for _kind, (_fixed, _per) in KIND_RECORD_SIZES.items():
 class NameIndex:
     """The index in flat arrays, as the loader's cache keeps it: ``offsets[i]`` is where
     type i + 1 starts (in 4-byte words from the type section); ``name_offs`` (ascending)
-    and ``ids`` pair each named type's name offset with its id."""
+    and ``ids`` pair each named type's name offset with its id. Arrays when built,
+    views of unsigned ints (format "I") over a cache file's bytes when read."""
 
-    offsets: array
-    name_offs: array
-    ids: array
+    offsets: array | memoryview
+    name_offs: array | memoryview
+    ids: array | memoryview
 
 
 class LazyBtf(Btf):
@@ -269,7 +270,7 @@ def _index(data: bytes | memoryview, start: int, end: int) -> tuple[array, dict[
 def _check_index(data: bytes | memoryview, start: int, end: int, index: NameIndex) -> None:
     """ValueError unless ``index`` can describe these bytes: the first and last records
     where it says, records ending where the next begins (a sample of them), name/id
-    pairs in range and ascending. (Its integrity is the cache's digest; this catches an
+    pairs in range and ascending. (Its integrity is the cache's CRC-32; this catches an
     index of other bytes.)"""
     words = memoryview(data)[start:end].cast("I") if (end - start) % 4 == 0 else None
     offsets, count = index.offsets, len(index.offsets)

@@ -301,12 +301,13 @@ def _vmlinux_btf(options: LoadOptions):  # noqa: ANN202 - a Btf
     from bpfreplay.loader.btf_cache import load_vmlinux_index
 
     path = options.vmlinux_btf_path
+    running_kernel = path == VMLINUX_BTF  # (an override is any file: hashed every time)
     try:
         mapping = bsys.map_file(path)
         if mapping is None:
             with open(path, "rb") as f:
-                return load_vmlinux_index(f.read())
-        return load_vmlinux_index(mapping.view, keep=mapping)
+                return load_vmlinux_index(f.read(), running_kernel=running_kernel)
+        return load_vmlinux_index(mapping.view, keep=mapping, running_kernel=running_kernel)
     except OSError as e:
         raise LoaderError(f"reading the kernel's BTF {path}: {e.strerror}") from e
     except DecodeError as e:
