@@ -25,7 +25,6 @@ the blob. Files are written mode 0600 under a temporary name and renamed into pl
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import struct
@@ -64,6 +63,8 @@ def load_vmlinux_index(data: bytes | memoryview, keep: object = None, *,
     boot_id = _boot_id() if running_kernel else None
     digest = _noted_digest(directory, boot_id, len(data)) if boot_id else None
     if digest is None:
+        import hashlib  # (~4 ms to import, with OpenSSL: only when a blob is hashed)
+
         digest = hashlib.blake2b(data, digest_size=32).digest()
         if boot_id:
             _write_file(directory, _note_path(directory, len(data)),
