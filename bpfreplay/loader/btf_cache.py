@@ -132,8 +132,7 @@ def _read_private(path: Path) -> bytearray | None:
                 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
             return None
         raw = bytearray(st.st_size)
-        with os.fdopen(os.dup(fd), "rb", buffering=0) as f:
-            got = f.readinto(raw)
+        got = os.readv(fd, [raw])
     except OSError:
         return None
     finally:
